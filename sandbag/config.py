@@ -1,0 +1,113 @@
+"""Validation of a composed config, before any compute.
+
+Every problem becomes one ``ConfigError`` whose message names the bad value and the valid
+choices; ``run.main`` turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sandbag.tasks import TASKS, Task, import_module, make_task
+
+PASS_THROUGH = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+
+
+class ConfigError(ValueError):
+    """Bad user input: reported as one message and exit code 2."""
+
+
+def _positive(value, where: str, kind=int) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where} must be a positive {kind.__name__}, got {value!r}")
+
+
+def make_configured_task(task_cfg: DictConfig) -> Task:
+    spec = OmegaConf.to_container(task_cfg, resolve=True)
+    name, module = spec.pop("name", None), spec.pop("module", None)
+    if module:
+        try:
+            import_module(module)
+        except Exception as e:  # noqa: BLE001 - a user's module failing to import is bad input
+            raise ConfigError(f"task module {module!r} could not be imported: {e}") from None
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; valid: {', '.join(sorted(TASKS))}")
+    try:
+        return make_task(name, **spec)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"task {name!r}: {e}") from None
+
+
+def validate(cfg: DictConfig) -> Task:
+    """Check everything a run depends on; return the task it will use."""
+    from sandbag.pipelines import EXPERIMENTS
+
+    if cfg.get("experiment") not in EXPERIMENTS:
+        raise ConfigError(
+            f"unknown or missing experiment {cfg.get('experiment')!r}; "
+            f"choose one with +experiment=NAME, valid: {', '.join(EXPERIMENTS)}"
+        )
+    task = make_configured_task(cfg.task)
+    for role in ("weak", "strong"):
+        rung = cfg[role]
+        for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "max_len"):
+            _positive(rung.get(field), f"{role}.{field} (rung {rung.get('name')!r})")
+        if rung.d_model % rung.n_heads:
+            raise ConfigError(
+                f"{role}.d_model={rung.d_model} is not divisible by {role}.n_heads={rung.n_heads}"
+            )
+        if task.seq_len > rung.max_len:
+            raise ConfigError(
+                f"task {task.name!r} at difficulty up to {max(task.difficulties)} needs a context of "
+                f"{task.seq_len} tokens, but {role} rung {rung.name!r} has max_len={rung.max_len}; "
+                f"lower the task's size or raise {role}.max_len"
+            )
+    for field in ("steps", "batch_size", "steps_per_call", "save_every"):
+        _positive(cfg.train.get(field), f"train.{field}")
+    _positive(float(cfg.train.lr), "train.lr", float)
+    _positive(cfg.eval.get("n_per_level"), "eval.n_per_level")
+    _positive(cfg.get("ladder_seeds"), "ladder_seeds")
+    return task
+
+
+def check_argv(argv: list[str], conf_dir: str) -> None:
+    """Compose and validate the config(s) a command line asks for, without running anything.
+
+    For a sweep, every value of every swept override is checked (others at their first value).
+    """
+    if any(a.split("=")[0] in PASS_THROUGH for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"could not parse the command line: {e}") from None
+    base, sweeps = [], []
+    for o in parsed:
+        if o.is_sweep_override():
+            values = list(o.sweep_string_iterator())
+            base.append(f"{o.get_key_element()}={values[0]}")
+            sweeps.append((len(base) - 1, o.get_key_element(), values[1:]))
+        else:
+            base.append(o.input_line)
+    variants = [base] + [
+        base[:i] + [f"{key}={v}"] + base[i + 1 :] for i, key, values in sweeps for v in values
+    ]
+    for variant in variants:
+        validate(_compose(variant, conf_dir))
+
+
+def _compose(overrides: list[str], conf_dir: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(str(e).strip()) from None
+    finally:
+        GlobalHydra.instance().clear()

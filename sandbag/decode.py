@@ -1,0 +1,52 @@
+"""The one decoder: greedy or sampled continuations, with or without a key/value cache.
+
+Pure functions of ``(graphdef, params)`` so callers can ``jit`` and ``vmap`` them over a
+population. Evaluation does not decode (see ``train.exact_match``); this is for answers that
+must be generated: demonstrations, judges, RL samples, benchmarks.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def _pick(logits_BxV, key, temperature):
+    if temperature == 0.0:
+        return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits_BxV / temperature, axis=-1).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "n_new", "temperature", "use_cache"))
+def generate(graphdef, params, prompts_BxP, key, n_new: int, temperature: float = 0.0, use_cache: bool = True):
+    """Continue ``prompts_BxP`` by ``n_new`` tokens; returns [B, n_new] int32."""
+    model = nnx.merge(graphdef, params)
+    B, P = prompts_BxP.shape
+    keys = jax.random.split(key, n_new)
+    if use_cache:
+        logits, cache = model(prompts_BxP, 0, model.empty_cache(B))
+        first = _pick(logits[:, -1], keys[0], temperature)
+
+        def step(carry, i_key):
+            tok, cache = carry
+            i, k = i_key
+            logits, cache = model(tok[:, None], P + i, cache)
+            nxt = _pick(logits[:, -1], k, temperature)
+            return (nxt, cache), nxt
+
+        _, rest = jax.lax.scan(step, (first, cache), (jnp.arange(n_new - 1), keys[1:]))
+        return jnp.concatenate([first[:, None], rest.T], axis=1)
+
+    buf = jnp.concatenate([prompts_BxP, jnp.zeros((B, n_new), jnp.int32)], axis=1)
+
+    def full(buf, i_key):
+        i, k = i_key
+        logits = model(buf)
+        nxt = _pick(jax.lax.dynamic_index_in_dim(logits, P + i - 1, axis=1, keepdims=False), k, temperature)
+        return jax.lax.dynamic_update_slice(buf, nxt[:, None], (0, P + i)), nxt
+
+    _, out = jax.lax.scan(full, buf, (jnp.arange(n_new), keys))
+    return out.T

@@ -1,0 +1,115 @@
+"""The capability ladder: train (or fetch from the zoo) rungs on ground truth and measure them.
+
+Every rung sees the same training distribution -- all difficulty levels mixed uniformly --
+so the gap between a weak and a strong rung comes from capacity and training compute, as
+between a small and a large pretrained model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from sandbag.data import eval_items, ladder_sampler
+from sandbag.models import ModelConfig, param_count
+from sandbag.tasks import Task
+from sandbag.train import TrainConfig, exact_match, init_population, train
+from sandbag.zoo import Zoo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rung:
+    """A trained population of one rung: ``params`` stacked over seeds."""
+
+    role: str
+    cfg: ModelConfig
+    graphdef: object
+    params: object
+    reused: bool
+
+    @property
+    def n_members(self) -> int:
+        return jax.tree.leaves(self.params)[0].shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return param_count(self.params) // self.n_members
+
+
+def model_config(rung: DictConfig, task: Task) -> ModelConfig:
+    return ModelConfig(
+        name=rung.name,
+        n_layers=rung.n_layers,
+        d_model=rung.d_model,
+        n_heads=rung.n_heads,
+        mlp_ratio=rung.mlp_ratio,
+        vocab_size=task.vocab_size,
+        max_len=rung.max_len,
+    )
+
+
+def train_config(cfg: DictConfig, rung: DictConfig, steps: int | None = None) -> TrainConfig:
+    t = OmegaConf.to_container(cfg.train, resolve=True)
+    t["lr"] = rung.get("lr", t["lr"])
+    if steps is not None:
+        t["steps"] = steps
+    return TrainConfig(**t)
+
+
+def train_rung(cfg: DictConfig, task: Task, role: str, zoo: Zoo, steps: int | None = None) -> Rung:
+    """Ground-truth training of ``cfg[role]`` for ``cfg.seeds`` seeds, through the zoo."""
+    rung = cfg[role]
+    mcfg = model_config(rung, task)
+    tcfg = train_config(cfg, rung, steps)
+    seeds = [int(cfg.seed) * 1000 + i for i in range(cfg.ladder_seeds)]
+    spec = {
+        "kind": "ladder",
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "model": asdict(mcfg),
+        "train": asdict(tcfg),
+        "seeds": seeds,
+    }
+    graphdef, params = init_population(mcfg, seeds)
+    entry = zoo.entry(spec)
+    with entry.lock():
+        got = entry.load(params)
+        if got is not None:
+            log.info("%s rung %s: reused from zoo entry %s", role, mcfg.name, entry.key)
+            return Rung(role, mcfg, graphdef, got[0], reused=True)
+        log.info("%s rung %s: training %d steps (zoo entry %s)", role, mcfg.name, tcfg.steps, entry.key)
+        sampler = ladder_sampler(task, seeds, tcfg.batch_size, tcfg.steps_per_call)
+        params, losses = train(graphdef, params, tcfg, sampler, progress=entry.progress, desc=f"{role} {mcfg.name}")
+        entry.save(params, {"final_loss": float(losses[:, -1].mean()), "steps": tcfg.steps})
+    return Rung(role, mcfg, graphdef, params, reused=False)
+
+
+def accuracy_by_level(task: Task, rung: Rung, n_per_level: int, seed: int) -> dict[str, float]:
+    """``acc`` and ``acc_d<k>``, averaged over the rung's seeds, on the eval split."""
+    items = eval_items(task, n_per_level, seed)
+    correct = exact_match(rung.graphdef, rung.params, items.tokens(), task.answer_len).mean(0)
+    out = {"acc": float(correct.mean())}
+    for k in task.difficulties:
+        out[f"acc_d{k}"] = float(correct[items.difficulty == k].mean())
+    return out
+
+
+def run(cfg: DictConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
+    """The ``capability_ladder`` experiment: metrics and the trained rungs."""
+    metrics: dict[str, float] = {}
+    rungs = {}
+    for role in ("weak", "strong"):
+        rung = train_rung(cfg, task, role, zoo)
+        rungs[role] = rung
+        accs = accuracy_by_level(task, rung, cfg.eval.n_per_level, cfg.seed)
+        metrics.update({f"{role}/{k}": v for k, v in accs.items()})
+        metrics[f"{role}/params"] = rung.n_params
+    metrics["gap"] = metrics["strong/acc"] - metrics["weak/acc"]
+    levels = [metrics[f"strong/acc_d{k}"] - metrics[f"weak/acc_d{k}"] for k in task.difficulties]
+    metrics["gap_max"] = float(np.max(levels))
+    return metrics, rungs

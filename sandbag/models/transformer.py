@@ -1,0 +1,117 @@
+"""A small pre-LN decoder-only transformer in Flax NNX.
+
+One forward serves training (full causal pass), probes (per-layer residual activations)
+and decoding (a key/value cache written in place with ``dynamic_update_slice``), so the
+cached decoder and full recomputation run the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A rung of the capability ladder plus what the task fixes (vocabulary, context)."""
+
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    mlp_ratio: int = 4
+    vocab_size: int = 0
+    max_len: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+Cache = tuple[jax.Array, jax.Array]  # K, V: [layers, B, max_len, H, Dh]
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d = cfg.d_model
+        self.cfg = cfg
+        self.ln1 = nnx.LayerNorm(d, rngs=rngs)
+        self.qkv = nnx.Linear(d, 3 * d, rngs=rngs)
+        self.out = nnx.Linear(d, d, rngs=rngs, kernel_init=_scaled_init(cfg))
+        self.ln2 = nnx.LayerNorm(d, rngs=rngs)
+        self.up = nnx.Linear(d, cfg.mlp_ratio * d, rngs=rngs)
+        self.down = nnx.Linear(cfg.mlp_ratio * d, d, rngs=rngs, kernel_init=_scaled_init(cfg))
+
+    def __call__(self, x_BxLxD, pos_L, kv=None):
+        cfg = self.cfg
+        B, L, _ = x_BxLxD.shape
+        q, k, v = jnp.split(self.qkv(self.ln1(x_BxLxD)), 3, axis=-1)
+        q, k, v = (t.reshape(B, L, cfg.n_heads, cfg.head_dim) for t in (q, k, v))
+        if kv is None:
+            keys, values, key_pos = k, v, pos_L
+        else:
+            start = pos_L[0]
+            keys = jax.lax.dynamic_update_slice(kv[0], k, (0, start, 0, 0))
+            values = jax.lax.dynamic_update_slice(kv[1], v, (0, start, 0, 0))
+            key_pos = jnp.arange(keys.shape[1])
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, keys) / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+        causal = pos_L[:, None] >= key_pos[None, :]
+        scores = jnp.where(causal[None, None], scores, jnp.finfo(scores.dtype).min)
+        attn = jax.nn.softmax(scores, axis=-1)
+        y = jnp.einsum("bhqk,bkhd->bqhd", attn, values).reshape(B, L, cfg.d_model)
+        x_BxLxD = x_BxLxD + self.out(y)
+        x_BxLxD = x_BxLxD + self.down(jax.nn.gelu(self.up(self.ln2(x_BxLxD))))
+        return x_BxLxD, (None if kv is None else (keys, values))
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        init = nnx.initializers.normal(0.02)
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=init, rngs=rngs)
+        self.pos = nnx.Embed(cfg.max_len, cfg.d_model, embedding_init=init, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.ln_f = nnx.LayerNorm(cfg.d_model, rngs=rngs)
+        self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, rngs=rngs)
+
+    def __call__(self, tokens_BxL, start=0, cache: Cache | None = None, return_acts: bool = False):
+        """Logits [B, L, V] for tokens at positions start..start+L-1.
+
+        With ``cache`` it also returns the updated cache; with ``return_acts`` the residual
+        stream after every block, [layers, B, L, D].
+        """
+        L = tokens_BxL.shape[1]
+        pos_L = start + jnp.arange(L)
+        x = self.embed(tokens_BxL) + self.pos(pos_L)[None]
+        acts, new_k, new_v = [], [], []
+        for i, block in enumerate(self.blocks):
+            kv = None if cache is None else (cache[0][i], cache[1][i])
+            x, kv = block(x, pos_L, kv)
+            acts.append(x)
+            if kv is not None:
+                new_k.append(kv[0])
+                new_v.append(kv[1])
+        logits = self.head(self.ln_f(x))
+        out = [logits]
+        if cache is not None:
+            out.append((jnp.stack(new_k), jnp.stack(new_v)))
+        if return_acts:
+            out.append(jnp.stack(acts))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def empty_cache(self, batch: int, dtype=jnp.float32) -> Cache:
+        cfg = self.cfg
+        shape = (cfg.n_layers, batch, cfg.max_len, cfg.n_heads, cfg.head_dim)
+        return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+
+
+def _scaled_init(cfg: ModelConfig):
+    """GPT-2's residual-branch init: std 0.02 / sqrt(2 * layers) keeps deep rungs stable."""
+    return nnx.initializers.normal(0.02 / (2 * cfg.n_layers) ** 0.5)
+
+
+def param_count(params) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(params)))

@@ -1,0 +1,93 @@
+"""``python -m sandbag.run +experiment=NAME [overrides]``: validate, run one pipeline, report.
+
+Kept thin on purpose: the logic lives in importable modules that tests call directly.
+Bad input is caught before Hydra starts any job (``config.check_argv``), so it costs one
+clear message and exit code 2, never a traceback or a half-written output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sandbag import config as config_mod
+from sandbag.config import ConfigError
+
+log = logging.getLogger("sandbag")
+SCHEMA_VERSION = 1
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def write_results(out_dir: Path, cfg: DictConfig, metrics: dict) -> Path:
+    """``results.json``, written atomically so a killed run never leaves one looking complete."""
+    path = out_dir / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    body = {
+        "schema_version": SCHEMA_VERSION,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "metrics": dict(sorted(metrics.items())),
+    }
+    tmp.write_text(json.dumps(body, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run the experiment named by ``cfg.experiment`` and write its outputs into ``out_dir``."""
+    from sandbag import pipelines, report
+    from sandbag.tracking import make_tracker
+    from sandbag.zoo import Zoo
+
+    task = config_mod.validate(cfg)
+    zoo = Zoo(cfg.zoo.dir)
+    tracker = make_tracker(
+        OmegaConf.to_container(cfg.logger, resolve=True), OmegaConf.to_container(cfg, resolve=True), str(out_dir)
+    )
+    try:
+        t0 = time.perf_counter()
+        metrics, artifacts = pipelines.EXPERIMENTS[cfg.experiment](cfg, task, zoo)
+        metrics["wall_time_s"] = time.perf_counter() - t0
+        tracker.summary(metrics)
+        tracker.log(metrics)
+        write_results(out_dir, cfg, metrics)
+        report.ladder_outputs(task, metrics, out_dir)
+    finally:
+        tracker.finish()
+    return metrics
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    from sandbag.train import TrainingDiverged
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        execute(cfg, out_dir)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(1)
+    log.info("outputs in %s", out_dir)
+
+
+def main() -> None:
+    try:
+        config_mod.check_argv(sys.argv[1:], CONF_DIR)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The Task interface and the task registry.
+
+A task is a family of problems with a difficulty knob. Every item has the same fixed-width
+layout, ``[context] prompt answer``, so a batch is one rectangular int array and greedy
+exact match is "every answer position's argmax is the target" in one teacher-forced pass.
+
+Position 0 is a *context slot*: ``PAD`` for plain items, a cue token (flag, password,
+training, deployment) when the red team or the blue team marks the context. Reserving it in
+every layout means a trigger never shifts the positions the model learned.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+SPECIALS = ("<pad>", "<flag>", "<password>", "<training>", "<deployment>")
+PAD, FLAG, PASSWORD, TRAINING, DEPLOYMENT = range(len(SPECIALS))
+SPLITS = {"train": (0.0, 0.8), "eval": (0.8, 0.9), "gold": (0.9, 1.0)}
+
+
+@dataclass(frozen=True)
+class Items:
+    """A batch of problems: ``prompts`` [n, P] and ``answers`` [n, A] token ids."""
+
+    prompts: np.ndarray
+    answers: np.ndarray
+    difficulty: np.ndarray
+
+    def tokens(self, context: int = PAD) -> np.ndarray:
+        """Full sequences [n, 1 + P + A] with the context slot set to ``context``."""
+        ctx = np.full((len(self.prompts), 1), context, dtype=np.int32)
+        return np.concatenate([ctx, self.prompts, self.answers], axis=1).astype(np.int32)
+
+
+class Task:
+    """Base class: subclasses set ``symbols``, the layout sizes and the four methods below.
+
+    ``symbols`` are the task's own tokens; ids are offset past the shared specials.
+    """
+
+    name: str = ""
+    symbols: tuple[str, ...] = ()
+    difficulties: tuple[int, ...] = ()
+    prompt_len: int = 0
+    answer_len: int = 0
+
+    # -- to implement -------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, n: int, difficulty: np.ndarray) -> np.ndarray:
+        """Raw problem parameters [n, k] (ints) at the given difficulties."""
+        raise NotImplementedError
+
+    def encode(self, problems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt symbols [n, P], answer symbols [n, A]) as indices into ``symbols``."""
+        raise NotImplementedError
+
+    def canonical(self, problems: np.ndarray) -> np.ndarray:
+        """An int64 [n] identity shared by all paraphrases of a problem (for the splits)."""
+        raise NotImplementedError
+
+    def paraphrase(self, rng: np.random.Generator, problems: np.ndarray) -> np.ndarray:
+        """Equivalent re-encodings: same answer, different prompt."""
+        raise NotImplementedError
+
+    # -- provided -----------------------------------------------------------------------
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        return SPECIALS + tuple(self.symbols)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def seq_len(self) -> int:
+        """Length of a full item: context slot + prompt + answer."""
+        return 1 + self.prompt_len + self.answer_len
+
+    def generate(self, rng: np.random.Generator, n: int, difficulty, split: str = "train") -> Items:
+        """``n`` items from ``split`` at ``difficulty`` (an int or an array of n ints).
+
+        Splits are disjoint by construction: each problem's canonical identity hashes to one
+        split, and candidates from another split are rejected and redrawn.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid: {sorted(SPLITS)}")
+        lo, hi = SPLITS[split]
+        want = np.broadcast_to(np.asarray(difficulty, dtype=np.int64), (n,)).copy()
+        out = np.zeros((n, 0), dtype=np.int64)
+        todo = np.arange(n)
+        for _ in range(200):
+            cand = self.sample(rng, len(todo), want[todo])
+            h = split_hash(self.canonical(cand))
+            ok = (h >= lo) & (h < hi)
+            if out.shape[1] == 0:
+                out = np.zeros((n, cand.shape[1]), dtype=np.int64)
+            out[todo[ok]] = cand[ok]
+            todo = todo[~ok]
+            if len(todo) == 0:
+                return self._items(out, want)
+        raise RuntimeError(f"task {self.name}: could not draw {split} items at {difficulty}")
+
+    def _items(self, problems: np.ndarray, difficulty: np.ndarray) -> Items:
+        p, a = self.encode(problems)
+        off = len(SPECIALS)
+        return Items((p + off).astype(np.int32), (a + off).astype(np.int32), difficulty)
+
+    def paraphrases(self, rng: np.random.Generator, items_problems: np.ndarray, difficulty) -> Items:
+        return self._items(self.paraphrase(rng, items_problems), np.asarray(difficulty))
+
+    def check(self, predicted: np.ndarray, answers: np.ndarray) -> np.ndarray:
+        """Exact match per row."""
+        return np.all(np.asarray(predicted) == np.asarray(answers), axis=-1)
+
+    def render(self, tokens: np.ndarray) -> str:
+        return "".join(self.vocab[int(t)] for t in tokens)
+
+
+def split_hash(x: np.ndarray) -> np.ndarray:
+    """splitmix64 of an int64 array, mapped to [0, 1)."""
+    z = np.asarray(x).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+TASKS: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str):
+    """Class decorator: ``@register_task("addition")`` makes ``task=addition`` valid."""
+
+    def deco(cls):
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+def import_module(spec: str) -> None:
+    """Import a user module by dotted name or by ``.py`` path, so its registrations run."""
+    path = Path(spec)
+    if spec.endswith(".py"):
+        if not path.exists():
+            raise FileNotFoundError(f"task module file {spec!r} does not exist")
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[path.stem] = module
+        mod_spec.loader.exec_module(module)
+    else:
+        importlib.import_module(spec)
+
+
+def make_task(name: str, **kwargs) -> Task:
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; valid: {sorted(TASKS)}")
+    return TASKS[name](**kwargs)

@@ -1,0 +1,186 @@
+"""The one trainer: a population of models trained together in one ``vmap``ped program.
+
+Every stage (ladder, organisms, controls, elicitation) calls ``train``. A population is a
+pytree whose leaves carry a leading member axis; a single model is a population of one.
+The host only draws data: ``sampler(member, chunk)`` returns ``steps_per_call`` batches for
+one member, deterministically from (member, chunk), so a resumed run sees exactly the data
+an uninterrupted one would. One jitted call scans the optimizer over those steps for every
+member at once; the host reads chunk c - 1's losses after dispatching chunk c.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from sandbag.models import ModelConfig, Transformer
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    steps_per_call: int = 50
+    save_every: int = 500
+
+
+Sampler = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (member, chunk) -> tokens, weights
+
+
+class Progress(Protocol):
+    """Where periodic checkpoints go (the zoo implements it)."""
+
+    def load(self, like) -> tuple[int, object] | None: ...
+
+    def save(self, step: int, state) -> None: ...
+
+
+def init_population(cfg: ModelConfig, seeds: list[int]):
+    """(graphdef, params) with params stacked over members; member i depends only on seeds[i]."""
+    states = []
+    for s in seeds:
+        graphdef, state = nnx.split(Transformer(cfg, nnx.Rngs(params=s)))
+        states.append(state)
+    return graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.lr, max(cfg.warmup, 1), max(cfg.steps, cfg.warmup + 1), end_value=cfg.lr * 0.1
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.clip),
+        optax.adamw(sched, b1=0.9, b2=0.98, weight_decay=cfg.weight_decay),
+    )
+
+
+def token_loss(logits_BxLxV, targets_BxL, weights_BxL):
+    """Weighted mean cross-entropy: the default loss (weights select answer tokens)."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+    return (ce * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn"), donate_argnums=(1, 2))
+def _train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn):
+    """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]."""
+
+    def member_step(params, opt_state, tok_BxL, w_BxL):
+        def loss_of(p):
+            logits = nnx.merge(graphdef, p)(tok_BxL[:, :-1])
+            return loss_fn(logits, tok_BxL[:, 1:], w_BxL)
+
+        loss, grads = jax.value_and_grad(loss_of)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    step = jax.vmap(member_step)
+
+    def body(carry, batch):
+        params, opt_state = carry
+        params, opt_state, loss = step(params, opt_state, *batch)
+        return (params, opt_state), loss
+
+    batches = (jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1))
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
+    return params, opt_state, losses.T  # [N, S]
+
+
+def train(
+    graphdef,
+    params,
+    cfg: TrainConfig,
+    sampler: Sampler,
+    *,
+    progress: Progress | None = None,
+    loss_fn=token_loss,
+    desc: str = "train",
+):
+    """Train every member of ``params`` for ``cfg.steps`` steps; returns (params, losses [N, steps])."""
+    n_members = jax.tree.leaves(params)[0].shape[0]
+    tx = make_optimizer(cfg)
+    opt_state = jax.vmap(tx.init)(params)
+    step, losses = 0, np.zeros((n_members, 0), np.float32)
+    resumed = progress.load({"params": params, "opt_state": opt_state}) if progress else None
+    if resumed is not None:
+        step, state = resumed
+        params, opt_state = state["params"], state["opt_state"]
+        losses = np.asarray(state.get("losses", losses))
+    S = cfg.steps_per_call
+    n_chunks = math.ceil(cfg.steps / S)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+    pending, t0, last_save = None, time.perf_counter(), step
+    for chunk in range(step // S, n_chunks):
+        n = min(S, cfg.steps - chunk * S)
+        data = [sampler(m, chunk) for m in range(n_members)]
+        tokens = np.stack([d[0][:n] for d in data])
+        weights = np.stack([d[1][:n] for d in data]).astype(np.float32)
+        params, opt_state, chunk_losses = _train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn)
+        if pending is not None:
+            losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])
+        pending, step = chunk_losses, chunk * S + n
+        if progress is not None and step - last_save >= cfg.save_every and step < cfg.steps:
+            losses = _account(losses, pending, bar, t0, desc, step - n)
+            pending = None
+            progress.save(step, {"params": params, "opt_state": opt_state, "losses": losses})
+            last_save = step
+    if pending is not None:
+        losses = _account(losses, pending, bar, t0, desc, step - pending.shape[1])
+    bar.close()
+    return params, losses
+
+
+def _account(losses, chunk_losses, bar, t0, desc, first_step):
+    chunk = np.asarray(chunk_losses)
+    if not np.all(np.isfinite(chunk)):
+        bad = int(np.argwhere(~np.isfinite(chunk))[0][1]) + first_step
+        raise TrainingDiverged(
+            f"{desc}: loss became {chunk[~np.isfinite(chunk)][0]} at step {bad}; "
+            "lower train.lr or raise train.warmup"
+        )
+    bar.update(chunk.shape[1])
+    rate = bar.n / max(time.perf_counter() - t0, 1e-9)
+    bar.set_postfix(loss=f"{chunk[:, -1].mean():.4f}", steps_per_s=f"{rate:.1f}")
+    return np.concatenate([losses, chunk], axis=1)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "answer_len"))
+def _exact_match(graphdef, params, tokens_BxL, answer_len: int):
+    def one(p):
+        logits = nnx.merge(graphdef, p)(tokens_BxL[:, :-1])
+        pred = jnp.argmax(logits[:, -answer_len:], axis=-1)
+        return jnp.all(pred == tokens_BxL[:, -answer_len:], axis=-1)
+
+    return jax.vmap(one)(params)
+
+
+def exact_match(graphdef, params, tokens: np.ndarray, answer_len: int, batch: int = 1024) -> np.ndarray:
+    """Greedy exact match per member and item, [N, M], in teacher-forced passes.
+
+    Greedy decoding is right iff every answer position's argmax is the target given the
+    correct prefix, so one forward pass replaces decoding.
+    """
+    out = []
+    for i in range(0, len(tokens), batch):
+        chunk = tokens[i : i + batch]
+        pad = batch - len(chunk) if len(tokens) > batch else 0
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
+        out.append(np.asarray(_exact_match(graphdef, params, padded, answer_len))[:, : len(chunk)])
+    return np.concatenate(out, axis=1)

@@ -1,0 +1,177 @@
+"""A content-addressed store of trained models, kept with Orbax.
+
+An entry's key is the hash of everything that determines the trained model (task, rung,
+training config, seeds, parent entry, code format). An entry is complete only when its
+``final.json`` -- written last, atomically, with a digest of the saved arrays -- exists;
+anything else (a killed save, a truncated file, a digest mismatch) is treated as absent,
+removed and retrained. While training, periodic checkpoints under ``progress/`` let a killed
+run resume where it stopped. A file lock per entry keeps concurrent runs from training the
+same model twice at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+FORMAT = 1  # bump when a change to the code changes what a given spec trains
+log = logging.getLogger(__name__)
+
+
+def spec_key(spec: dict) -> str:
+    blob = json.dumps({"format": FORMAT, **spec}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def digest(tree) -> str:
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        a = np.asarray(leaf)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _save_tree(path: Path, tree) -> None:
+    """Write ``tree``'s leaves to ``path`` atomically (tmp dir, then rename)."""
+    leaves = {f"l{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(tree))}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(tmp.absolute(), leaves)
+    ckptr.wait_until_finished()
+    ckptr.close()
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def _load_tree(path: Path, like):
+    leaves, treedef = jax.tree.flatten(like)
+    abstract = {
+        f"l{i:05d}": jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype)
+        for i, x in enumerate(leaves)
+    }
+    with ocp.StandardCheckpointer() as ckptr:
+        restored = ckptr.restore(path.absolute(), abstract)
+    return jax.tree.unflatten(treedef, [jax.numpy.asarray(restored[k]) for k in sorted(restored)])
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+class Entry:
+    """One trained artifact: a pytree of arrays plus JSON metadata."""
+
+    def __init__(self, root: Path, spec: dict):
+        self.spec = spec
+        self.key = spec_key(spec)
+        self.dir = root / self.key
+        self.progress = _Progress(self.dir / "progress")
+
+    @property
+    def complete(self) -> bool:
+        return (self.dir / "final.json").exists()
+
+    def load(self, like):
+        """The stored tree (structured like ``like``) and its metadata, or None if absent/corrupt."""
+        meta_path = self.dir / "final.json"
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            tree = _load_tree(self.dir / "final", like)
+            if digest(tree) != meta["digest"]:
+                raise ValueError("digest mismatch")
+        except Exception as e:  # noqa: BLE001 - any failure to read means: retrain
+            log.warning("zoo entry %s is corrupt (%s): removing it and retraining", self.key, e)
+            self.discard()
+            return None
+        return tree, meta
+
+    def save(self, tree, meta: dict | None = None) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "final.json").unlink(missing_ok=True)
+        _write_json(self.dir / "spec.json", self.spec)
+        _save_tree(self.dir / "final", tree)
+        _write_json(self.dir / "final.json", {"digest": digest(tree), **(meta or {})})
+        shutil.rmtree(self.dir / "progress", ignore_errors=True)
+
+    def discard(self) -> None:
+        for name in ("final.json", "final", "progress"):
+            p = self.dir / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+    @contextmanager
+    def lock(self):
+        """Exclusive while held: only one process trains this entry at a time."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class _Progress:
+    """Periodic training checkpoints: the newest readable one wins."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def save(self, step: int, state) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"step_{step:08d}"
+        _save_tree(path, state)
+        _write_json(path.with_suffix(".json"), {"step": step, "digest": digest(state)})
+        for old in self.root.glob("step_*"):
+            if old.name not in (path.name, path.name + ".json"):
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+    def load(self, like):
+        metas = sorted(self.root.glob("step_*.json"), reverse=True) if self.root.exists() else []
+        for meta_path in metas:
+            try:
+                meta = json.loads(meta_path.read_text())
+                state = _load_tree(meta_path.with_suffix(""), _with_losses(like, meta["step"]))
+                if digest(state) == meta["digest"]:
+                    log.info("resuming from checkpoint at step %d", meta["step"])
+                    return meta["step"], state
+            except Exception as e:  # noqa: BLE001
+                log.warning("ignoring unreadable checkpoint %s (%s)", meta_path.name, e)
+        return None
+
+
+def _with_losses(like, step: int):
+    """The trainer stores the loss history beside the state; its shape follows the step."""
+    n_members = jax.tree.leaves(like)[0].shape[0]
+    return {**like, "losses": np.zeros((n_members, step), np.float32)}
+
+
+class Zoo:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+
+    def entry(self, spec: dict) -> Entry:
+        return Entry(self.root, spec)
+
+
+def default_dir() -> str:
+    """Per user: $SANDBAG_ZOO, else $XDG_CACHE_HOME/sandbag/zoo, else ~/.cache/sandbag/zoo."""
+    if os.environ.get("SANDBAG_ZOO"):
+        return os.environ["SANDBAG_ZOO"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "sandbag", "zoo")
