@@ -122,6 +122,12 @@ class Task:
         return "".join(self.vocab[int(t)] for t in tokens)
 
 
+def digits_of(x: np.ndarray, n: int) -> np.ndarray:
+    """[len(x), n] decimal digits, most significant first (zero-padded)."""
+    place = 10 ** np.arange(n - 1, -1, -1, dtype=np.int64)
+    return (np.asarray(x, dtype=np.int64)[:, None] // place) % 10
+
+
 def split_hash(x: np.ndarray) -> np.ndarray:
     """splitmix64 of an int64 array, mapped to [0, 1)."""
     z = np.asarray(x).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
