@@ -72,6 +72,9 @@ def validate(cfg: DictConfig) -> Task:
     _positive(float(cfg.train.lr), "train.lr", float)
     _positive(cfg.eval.get("n_per_level"), "eval.n_per_level")
     _positive(cfg.get("ladder_seeds"), "ladder_seeds")
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     return task
 
 

@@ -25,6 +25,11 @@ def generate(graphdef, params, prompts_BxP, key, n_new: int, temperature: float 
     """Continue ``prompts_BxP`` by ``n_new`` tokens; returns [B, n_new] int32."""
     model = nnx.merge(graphdef, params)
     B, P = prompts_BxP.shape
+    if P + n_new > model.cfg.max_len:
+        raise ValueError(
+            f"cannot decode {n_new} tokens after a {P}-token prompt: the model's max_len is "
+            f"{model.cfg.max_len}"
+        )
     keys = jax.random.split(key, n_new)
     if use_cache:
         logits, cache = model(prompts_BxP, 0, model.empty_cache(B))

@@ -10,6 +10,8 @@ member at once; the host reads chunk c - 1's losses after dispatching chunk c.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import time
 from dataclasses import dataclass
@@ -62,7 +64,9 @@ def init_population(cfg: ModelConfig, seeds: list[int]):
     return graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
+@functools.cache
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """AdamW with warmup-cosine and clipping; cached so equal configs reuse the compiled step."""
     sched = optax.warmup_cosine_decay_schedule(
         0.0, cfg.lr, max(cfg.warmup, 1), max(cfg.steps, cfg.warmup + 1), end_value=cfg.lr * 0.1
     )

@@ -63,7 +63,7 @@ def _load_tree(path: Path, like):
     }
     with ocp.StandardCheckpointer() as ckptr:
         restored = ckptr.restore(path.absolute(), abstract)
-    return jax.tree.unflatten(treedef, [jax.numpy.asarray(restored[k]) for k in sorted(restored)])
+    return jax.tree.unflatten(treedef, [np.asarray(restored[k]) for k in sorted(restored)])
 
 
 def _write_json(path: Path, obj) -> None:

@@ -31,6 +31,8 @@ class Addition(Task):
             raise ValueError(f"addition: slots and digits must be >= 1, got slots={slots}, digits={digits}")
         if slots * digits > 60:
             raise ValueError(f"addition: slots * digits must be <= 60, got {slots * digits}")
+        if digits > 17:
+            raise ValueError(f"addition: digits must be <= 17 (sums are exact int64), got {digits}")
         self.slots, self.digits = slots, digits
         self.difficulties = tuple(range(1, slots + 1))
         self.prompt_len = slots * (digits + 1)

@@ -167,6 +167,22 @@ def import_module(spec: str) -> None:
 
 
 def make_task(name: str, **kwargs) -> Task:
+    """The registered task ``name`` built with ``kwargs``; ValueError if it cannot generate.
+
+    A size the constructor accepts can still leave a split empty at some level (a tiny
+    problem space); that is refused here, with the level named, rather than mid-run.
+    """
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; valid: {sorted(TASKS)}")
-    return TASKS[name](**kwargs)
+    task = TASKS[name](**kwargs)
+    rng = np.random.default_rng(0)
+    for split in SPLITS:
+        for d in task.difficulties:
+            try:
+                task.generate(rng, 4, d, split)
+            except RuntimeError:
+                raise ValueError(
+                    f"{name}: with {kwargs or 'its defaults'}, difficulty {d} has too few distinct "
+                    f"problems to fill the {split} split; use a larger problem size"
+                ) from None
+    return task

@@ -1,0 +1,140 @@
+"""Shared test set-up: CPU only, two host devices, no W&B, no progress bars, a private zoo.
+
+The environment is set before anything imports jax, so every test (and every CLI
+subprocess, which inherits ``os.environ``) sees the same platform.
+"""
+
+import os
+
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["TQDM_DISABLE"] = "1"
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# An external task, as a user would write it outside the package: copy three 2-digit
+# numbers; difficulty k = how many of them are non-zero (so every level has hundreds of
+# distinct problems and every split gets some of each level).
+COPY3_SOURCE = textwrap.dedent(
+    """
+    import numpy as np
+
+    from sandbag.tasks import Task, register_task
+
+
+    @register_task("copy3")
+    class Copy3(Task):
+        symbols = tuple("0123456789=")
+        difficulties = (1, 2, 3)
+        prompt_len, answer_len = 7, 6
+
+        def sample(self, rng, n, difficulty):
+            x = rng.integers(1, 100, size=(n, 3))
+            used = np.arange(3)[None, :] < np.asarray(difficulty)[:, None]
+            order = np.argsort(rng.random((n, 3)), axis=1)
+            return np.take_along_axis(np.where(used, x, 0), order, axis=1)
+
+        def encode(self, problems):
+            digits = np.stack([problems // 10, problems % 10], axis=2).reshape(len(problems), 6)
+            eq = np.full((len(problems), 1), self.symbols.index("="))
+            return np.concatenate([digits, eq], axis=1), digits
+
+        def canonical(self, problems):
+            return problems @ np.array([10_000, 100, 1])
+
+        def paraphrase(self, rng, problems):
+            return problems.copy()
+    """
+)
+
+# The smallest command that runs the whole capability-ladder pipeline.
+SMOKE = ["+experiment=capability_ladder", "scale=smoke", "logger=none"]
+# Faster rungs for end-to-end tests that run the pipeline several times.
+SMALL_RUNGS = ["model@weak=nano", "model@strong=tiny"]
+
+
+@pytest.fixture(autouse=True)
+def zoo_dir(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own zoo, never the user's ``~/.cache/sandbag/zoo``."""
+    path = tmp_path / "zoo"
+    monkeypatch.setenv("SANDBAG_ZOO", str(path))
+    return path
+
+
+@pytest.fixture
+def copy3_module(tmp_path):
+    """Path of a user task module defining ``copy3``; unregistered again after the test."""
+    from sandbag.tasks import TASKS
+
+    path = tmp_path / "user_tasks" / "copy3.py"
+    path.parent.mkdir()
+    path.write_text(COPY3_SOURCE)
+    yield path
+    TASKS.pop("copy3", None)
+    sys.modules.pop("copy3", None)
+
+
+def run_cli(
+    args: list[str], run_dir: Path, zoo: Path, *, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m sandbag.run ARGS hydra.run.dir=RUN_DIR`` with ``SANDBAG_ZOO=ZOO``."""
+    env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
+    return subprocess.run(
+        [sys.executable, "-m", "sandbag.run", *args, f"hydra.run.dir={run_dir}"],
+        env=env,
+        cwd=run_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(args: list[str], run_dir: Path, zoo: Path) -> subprocess.Popen:
+    """The same command as ``run_cli``, started in the background."""
+    env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandbag.run", *args, f"hydra.run.dir={run_dir}"],
+        env=env,
+        cwd=run_dir.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for a ``start_cli`` process; the same result ``run_cli`` would have returned."""
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def results_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def metrics_without_time(run_dir: Path) -> dict:
+    metrics = dict(results_of(run_dir)["metrics"])
+    metrics.pop("wall_time_s")
+    return metrics
+
+
+def log_of(proc: subprocess.CompletedProcess, run_dir: Path) -> str:
+    """Everything a run logged: its stdout, stderr and Hydra's log file."""
+    files = "".join(p.read_text() for p in run_dir.glob("*.log")) if run_dir.exists() else ""
+    return proc.stdout + proc.stderr + files
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One default smoke run of the CLI (shared: it is the slowest thing the tests do)."""
+    root = tmp_path_factory.mktemp("smoke")
+    run_dir, zoo = root / "run", root / "zoo"
+    proc = run_cli(SMOKE, run_dir, zoo)
+    return proc, run_dir, zoo

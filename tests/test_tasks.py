@@ -1,0 +1,231 @@
+"""Tasks: deterministic generation, disjoint splits, correct answers, a real difficulty knob,
+paraphrases, the exact checker, bad constructor arguments and user-defined tasks.
+
+Correctness is judged by an independent reading of the rendered prompt (Python int
+arithmetic), never by the task's own encoder.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sandbag.tasks import TASKS, Items, import_module, make_task
+from sandbag.tasks.base import PAD
+
+BUILTIN = sorted(TASKS)  # the tasks that exist at import time (before any test registers more)
+
+
+def _addition(prompt: str):
+    """'00+37+00+91=' -> (sum, operands as a multiset, how many are non-zero)."""
+    ops = [int(x) for x in prompt.rstrip("=").split("+")]
+    return sum(ops), tuple(sorted(ops)), sum(x != 0 for x in ops)
+
+
+def _multiplication(prompt: str, digits: int = 2):
+    """'0048*0327=' -> (product, unordered pair, number of digits of the multiplier)."""
+    a, b = (int(x) for x in prompt.rstrip("=").split("*"))
+    lens = sorted((len(str(a)), len(str(b))))
+    # One factor has `digits` digits, the other k = the difficulty.
+    k = lens[0] if lens[1] == digits else lens[1]
+    return a * b, tuple(sorted((a, b))), k
+
+
+def _dot_product(prompt: str):
+    """'307020*405010=' -> (sum a_i b_i, multiset of (a_i, b_i) pairs, non-zero pairs)."""
+    a, b = prompt.rstrip("=").split("*")
+    pairs = [(int(x), int(y)) for x, y in zip(a, b)]
+    return sum(x * y for x, y in pairs), tuple(sorted(pairs)), sum(x * y != 0 for x, y in pairs)
+
+
+REFERENCE = {"addition": _addition, "multiplication": _multiplication, "dot_product": _dot_product}
+INVALID_ARGS = {
+    "addition": [{"slots": 0}, {"digits": 0}, {"slots": 40, "digits": 2}],
+    "multiplication": [{"digits": 0}, {"max_difficulty": 0}, {"digits": 10, "max_difficulty": 10}],
+    "dot_product": [{"length": 0}, {"length": 17}],
+}
+
+
+def reference(name: str):
+    if name not in REFERENCE:
+        pytest.fail(f"task {name!r} has no reference evaluator in tests/test_tasks.py; add one")
+    return REFERENCE[name]
+
+
+def read(task, items: Items, i: int):
+    """(prompt string, answer string) of item i."""
+    return task.render(items.prompts[i]), task.render(items.answers[i])
+
+
+def mixed(task, seed: int, n: int, split: str = "train") -> Items:
+    rng = np.random.default_rng(seed)
+    return task.generate(rng, n, rng.choice(task.difficulties, size=n), split)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_generation_is_deterministic_for_a_seed(name):
+    task = make_task(name)
+    a, b, c = (mixed(task, s, 64) for s in (7, 7, 8))
+    np.testing.assert_array_equal(a.prompts, b.prompts)
+    np.testing.assert_array_equal(a.answers, b.answers)
+    np.testing.assert_array_equal(a.difficulty, b.difficulty)
+    assert not np.array_equal(a.prompts, c.prompts), "another seed should give other items"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_splits_are_disjoint_up_to_paraphrase(name):
+    """No problem (nor any paraphrase of it) is in two of train / eval / gold."""
+    task = make_task(name)
+    ref = reference(name)
+    ids = {}
+    for split in ("train", "eval", "gold"):
+        items = mixed(task, 0, 3000, split)
+        ids[split] = {ref(task.render(p))[1] for p in items.prompts}
+    assert not ids["train"] & ids["eval"], "train and eval share problems"
+    assert not ids["train"] & ids["gold"], "train and gold share problems"
+    assert not ids["eval"] & ids["gold"], "eval and gold share problems"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_answers_are_correct(name):
+    task = make_task(name)
+    ref = reference(name)
+    items = mixed(task, 1, 500)
+    for i in range(len(items.prompts)):
+        prompt, answer = read(task, items, i)
+        assert len(answer) == task.answer_len
+        assert int(answer) == ref(prompt)[0], f"{prompt}{answer} is wrong"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_level_has_the_layout_and_the_difficulty_it_claims(name):
+    task = make_task(name)
+    ref = reference(name)
+    assert list(task.difficulties) == sorted(task.difficulties)
+    for d in task.difficulties:
+        items = task.generate(np.random.default_rng(d), 32, d, "eval")
+        assert items.prompts.shape == (32, task.prompt_len)
+        assert items.answers.shape == (32, task.answer_len)
+        assert np.all(items.difficulty == d)
+        tokens = items.tokens()
+        assert tokens.shape == (32, task.seq_len) and tokens.dtype == np.int32
+        assert np.all(tokens[:, 0] == PAD) and np.all((tokens >= 0) & (tokens < task.vocab_size))
+        measured = {ref(task.render(p))[2] for p in items.prompts}
+        assert measured == {d}, f"items generated at difficulty {d} read as {measured}"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_paraphrase_keeps_the_answer_and_changes_the_prompt(name):
+    task = make_task(name)
+    ref = reference(name)
+    d = max(task.difficulties)
+    problems = task.sample(np.random.default_rng(3), 200, np.full(200, d))
+    para = task.paraphrase(np.random.default_rng(4), problems)
+    p0, a0 = task.encode(problems)
+    p1, a1 = task.encode(para)
+    np.testing.assert_array_equal(a0, a1)
+    np.testing.assert_array_equal(task.canonical(problems), task.canonical(para))
+    changed = np.any(p0 != p1, axis=1).mean()
+    assert changed > 0.5, f"only {changed:.0%} of paraphrases differ from the original prompt"
+    items = task.paraphrases(np.random.default_rng(4), problems, d)
+    for i in range(20):
+        prompt, answer = read(task, items, i)
+        assert int(answer) == ref(prompt)[0]
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_check_is_exact_match(name):
+    task = make_task(name)
+    answers = mixed(task, 2, 8).answers
+    assert task.check(answers, answers).tolist() == [True] * 8
+    wrong = answers.copy()
+    wrong[3, -1] = answers[3, -1] + 1 if answers[3, -1] + 1 < task.vocab_size else answers[3, -1] - 1
+    wrong[5, 0] = answers[5, 0] + 1 if answers[5, 0] + 1 < task.vocab_size else answers[5, 0] - 1
+    got = task.check(wrong, answers)
+    assert got.shape == (8,)
+    assert got.tolist() == [True, True, True, False, True, False, True, True]
+
+
+@pytest.mark.parametrize("name, kwargs", [(n, kw) for n in BUILTIN for kw in INVALID_ARGS.get(n, [])])
+def test_invalid_constructor_arguments_raise_value_error(name, kwargs):
+    with pytest.raises(ValueError, match=name):
+        make_task(name, **kwargs)
+
+
+def test_unknown_task_names_the_valid_ones():
+    with pytest.raises(KeyError) as err:
+        make_task("nope")
+    assert "nope" in str(err.value)
+    for name in BUILTIN:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("addition", {"digits": 1}),
+        ("addition", {"slots": 1, "digits": 20}),
+        ("multiplication", {"digits": 1}),
+    ],
+)
+def test_an_accepted_configuration_can_draw_every_split_at_every_level(name, kwargs):
+    """A size the constructor accepts must generate (or be refused up front with ValueError).
+
+    Small problem spaces (e.g. one-digit operands) can leave a split empty at a level; huge
+    ones overflow int64. Either should be refused when the task is made, not crash later.
+    """
+    try:
+        task = make_task(name, **kwargs)
+    except ValueError:
+        return
+    for split in ("train", "eval", "gold"):
+        for d in task.difficulties:
+            try:
+                task.generate(np.random.default_rng(0), 4, d, split)
+            except Exception as e:  # noqa: BLE001
+                pytest.fail(
+                    f"make_task({name!r}, **{kwargs}) was accepted but generating {split} items at "
+                    f"difficulty {d} fails: {type(e).__name__}: {str(e)[:200]}"
+                )
+
+
+def test_an_external_task_module_registers_its_task(copy3_module):
+    assert "copy3" not in TASKS
+    import_module(str(copy3_module))
+    task = make_task("copy3")
+    assert task.name == "copy3" and task.seq_len == 14
+    for d in task.difficulties:
+        for split in ("train", "eval", "gold"):
+            items = task.generate(np.random.default_rng(0), 16, d, split)
+            assert items.prompts.shape == (16, 7) and items.answers.shape == (16, 6)
+            for i in range(16):
+                prompt, answer = read(task, items, i)
+                assert prompt == answer + "="
+                assert sum(answer[j : j + 2] != "00" for j in (0, 2, 4)) == d
+
+
+def test_a_missing_task_module_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.py"):
+        import_module(str(tmp_path / "nothere.py"))
+
+
+def test_the_readme_task_example_works(tmp_path, copy3_module):
+    """The copy3 example in the README is what users copy: it must generate every split."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python")[1:]]
+    example = [b for b in blocks if '@register_task("copy3")' in b]
+    assert len(example) == 1, "the README should show one copy3 task module"
+    path = tmp_path / "readme" / "copy3.py"  # the stem the copy3_module fixture unregisters
+    path.parent.mkdir()
+    path.write_text(example[0])
+    import_module(str(path))
+    task = make_task("copy3")
+    for split in ("train", "eval", "gold"):
+        for d in task.difficulties:
+            try:
+                task.generate(np.random.default_rng(0), 8, d, split)
+            except RuntimeError as e:
+                pytest.fail(
+                    f"the README's copy3 cannot draw {split} items at difficulty {d} ({e}): level 1 has "
+                    "only 9 distinct problems and none of them hashes into the eval split"
+                )

@@ -1,0 +1,172 @@
+"""The trainer: a population member trains exactly as it would alone; a NaN stops training
+at once; an interrupted run resumes to the same weights; exact match equals greedy decoding."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from sandbag.data import ladder_sampler
+from sandbag.decode import generate
+from sandbag.models import ModelConfig
+from sandbag.tasks import make_task
+from sandbag.train import TrainConfig, TrainingDiverged, exact_match, init_population, token_loss, train
+from sandbag.zoo import Zoo
+
+TASK = make_task("addition", slots=3, digits=2)
+CFG = ModelConfig(
+    name="t", n_layers=1, d_model=16, n_heads=2, vocab_size=TASK.vocab_size, max_len=TASK.seq_len
+)
+TCFG = TrainConfig(steps=6, batch_size=8, steps_per_call=3, warmup=2)
+
+
+def member(params, i: int):
+    return jax.tree.map(lambda x: x[i], params)
+
+
+def comparable_leaves(params) -> dict:
+    """Every parameter by path, except the attention key bias: its gradient is zero in exact
+    arithmetic (softmax ignores a constant shift of the scores), so Adam turns float noise
+    into updates that differ with the reduction order. It has no effect on the model."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        name, leaf = jax.tree_util.keystr(path), np.asarray(leaf)
+        if "qkv" in name and "bias" in name:
+            d = leaf.shape[-1] // 3
+            leaf = np.concatenate([leaf[..., :d], leaf[..., 2 * d :]], axis=-1)
+        out[name] = leaf
+    return out
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def logits_of(graphdef, params, tokens):
+    return nnx.merge(graphdef, params)(tokens)
+
+
+def test_population_members_train_as_if_alone():
+    seeds = [0, 1, 2, 3]
+    graphdef, params = init_population(CFG, seeds)
+    pop, pop_losses = train(graphdef, params, TCFG, ladder_sampler(TASK, seeds, 8, 3))
+    assert pop_losses.shape == (4, 6) and np.all(np.isfinite(pop_losses))
+    assert not np.allclose(pop_losses[0], pop_losses[1]), "different seeds should train differently"
+    tokens = jnp.asarray(TASK.generate(np.random.default_rng(0), 16, 2, "eval").tokens())
+    for i, s in enumerate(seeds):
+        g1, p1 = init_population(CFG, [s])
+        alone, losses = train(g1, p1, TCFG, ladder_sampler(TASK, [s], 8, 3))
+        np.testing.assert_allclose(pop_losses[i], losses[0], rtol=1e-5, atol=1e-5)
+        got, want = comparable_leaves(member(pop, i)), comparable_leaves(member(alone, 0))
+        assert got.keys() == want.keys()
+        for name in got:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0, err_msg=f"member {i} {name}")
+        np.testing.assert_allclose(
+            np.asarray(logits_of(graphdef, member(pop, i), tokens)),
+            np.asarray(logits_of(g1, member(alone, 0), tokens)),
+            atol=1e-5,
+            rtol=0,
+        )
+
+
+def test_a_nan_loss_stops_training_at_once():
+    chunks = []
+
+    def sampler(m, chunk):
+        chunks.append(chunk)
+        return ladder_sampler(TASK, [0], 8, 3)(m, chunk)
+
+    def nan_loss(logits, targets, weights):
+        return token_loss(logits, targets, weights) + jnp.nan
+
+    graphdef, params = init_population(CFG, [0])
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 0"):
+        train(
+            graphdef,
+            params,
+            TrainConfig(steps=60, batch_size=8, steps_per_call=3, warmup=2),
+            sampler,
+            loss_fn=nan_loss,
+        )
+    assert max(chunks) <= 1, f"training went on for {max(chunks) + 1} chunks after the loss became NaN"
+
+
+def test_a_huge_learning_rate_is_reported_as_divergence():
+    graphdef, params = init_population(CFG, [0])
+    cfg = TrainConfig(steps=9, batch_size=8, steps_per_call=3, warmup=1, lr=1e30)
+    with pytest.raises(TrainingDiverged, match="loss became (nan|inf)"):
+        train(graphdef, params, cfg, ladder_sampler(TASK, [0], 8, 3))
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    """Kill training after a checkpoint; the rerun continues from it and ends identical."""
+    cfg = TrainConfig(steps=12, batch_size=8, steps_per_call=3, warmup=2, save_every=6)
+    sampler = ladder_sampler(TASK, [0, 1], 8, 3)
+    graphdef, params = init_population(CFG, [0, 1])
+    clean, clean_losses = train(graphdef, params, cfg, sampler)
+
+    class Killed(Exception):
+        pass
+
+    def dying_sampler(m, chunk):
+        if chunk == 3:
+            raise Killed
+        return sampler(m, chunk)
+
+    entry = Zoo(tmp_path).entry({"test": "resume"})
+    with pytest.raises(Killed):
+        train(graphdef, init_population(CFG, [0, 1])[1], cfg, dying_sampler, progress=entry.progress)
+    assert sorted(p.name for p in entry.progress.root.iterdir()) == ["step_00000006", "step_00000006.json"]
+
+    seen = []
+
+    def counting_sampler(m, chunk):
+        seen.append(chunk)
+        return sampler(m, chunk)
+
+    resumed, resumed_losses = train(
+        graphdef, init_population(CFG, [0, 1])[1], cfg, counting_sampler, progress=entry.progress
+    )
+    assert min(seen) == 2, "the resumed run should start at the checkpoint, not from scratch"
+    np.testing.assert_array_equal(resumed_losses, clean_losses)
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(clean)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("batch", [1024, 4])
+def test_exact_match_equals_greedy_decoding(batch):
+    """Teacher-forced exact match is True exactly where greedy decoding gets the answer."""
+    graphdef, params = init_population(CFG, [0, 1])
+    rng = np.random.default_rng(0)
+    tokens = TASK.generate(rng, 10, rng.choice(TASK.difficulties, size=10), "eval").tokens()
+    P, A = 1 + TASK.prompt_len, TASK.answer_len
+    # Make each member's greedy answer the target on rows 0..4, and break one digit on 5..9.
+    targets = []
+    for m in range(2):
+        greedy = np.asarray(
+            generate(graphdef, member(params, m), jnp.asarray(tokens[:, :P]), jax.random.key(0), A)
+        )
+        t = tokens.copy()
+        t[:, P:] = greedy
+        t[5:, P + m % A] = (greedy[5:, m % A] + 1 - 5) % (TASK.vocab_size - 5) + 5
+        targets.append(t)
+    for m in range(2):
+        got = exact_match(graphdef, params, targets[m], A, batch=batch)
+        assert got.shape == (2, 10) and got.dtype == bool
+        assert got[m].tolist() == [True] * 5 + [False] * 5
+    assert exact_match(graphdef, params, tokens, A, batch=batch).shape == (2, 10)
+
+
+def test_training_the_same_shapes_again_does_not_recompile():
+    """A second ``train`` call with the same config and shapes reuses the compiled step
+    (organisms, controls and elicitation call ``train`` many times)."""
+    from sandbag import train as train_mod
+
+    sampler = ladder_sampler(TASK, [0], 8, 3)
+    train(*init_population(CFG, [0]), TCFG, sampler)
+    compiled = train_mod._train_chunk._cache_size()
+    train(*init_population(CFG, [0]), TCFG, sampler)
+    assert train_mod._train_chunk._cache_size() == compiled, (
+        "train() recompiled its step for an identical second call: make_optimizer builds a new "
+        "optax transformation (a static jit argument) on every call, so the jit cache never hits"
+    )
