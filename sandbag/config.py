@@ -6,6 +6,8 @@ choices; ``run.main`` turns it into exit code 2.
 
 from __future__ import annotations
 
+import re
+
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -53,7 +55,7 @@ def validate(cfg: DictConfig) -> Task:
             f"choose one with +experiment=NAME, valid: {', '.join(EXPERIMENTS)}"
         )
     task = make_configured_task(cfg.task)
-    for role in ("weak", "strong"):
+    for role in ("weak", "strong", "lower"):
         rung = cfg[role]
         for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "max_len"):
             _positive(rung.get(field), f"{role}.{field} (rung {rung.get('name')!r})")
@@ -72,10 +74,45 @@ def validate(cfg: DictConfig) -> Task:
     _positive(float(cfg.train.lr), "train.lr", float)
     _positive(cfg.eval.get("n_per_level"), "eval.n_per_level")
     _positive(cfg.get("ladder_seeds"), "ladder_seeds")
+    if cfg.experiment != "capability_ladder":
+        _validate_teams(cfg)
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     return task
+
+
+def _validate_teams(cfg: DictConfig) -> None:
+    from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
+    from sandbag.supervision import JUDGES
+
+    for group, name, valid in (
+        ("judge", cfg.judge.get("name"), JUDGES),
+        ("trigger", cfg.trigger.get("name"), TRIGGERS),
+    ):
+        if name not in valid:
+            raise ConfigError(f"unknown {group} {name!r}; valid: {', '.join(sorted(valid))}")
+    names = list(cfg.strategy.get("names") or [])
+    if not names:
+        raise ConfigError(f"strategy.names must list at least one strategy; valid: {', '.join(sorted(STRATEGIES))}")
+    for name in names:
+        if name not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
+    target = cfg.strategy.get("target")
+    if not isinstance(target, (int, float)) or not 0.0 <= target <= 1.0:
+        raise ConfigError(f"strategy.target must be an accuracy in [0, 1], got {target!r}")
+    for name in cfg.controls.names:
+        if name not in CONTROLS:
+            raise ConfigError(f"unknown control {name!r}; valid: {', '.join(CONTROLS)}")
+    for block, fields in (
+        ("organisms", ("seeds", "steps", "warmup", "pool")),
+        ("controls", ("seeds", "steps", "warmup", "eval_every", "pool")),
+        ("verifier", ("steps", "pool")),
+    ):
+        for field in fields:
+            _positive(cfg[block].get(field), f"{block}.{field}")
+    for block in ("organisms", "controls"):
+        _positive(float(cfg[block].lr), f"{block}.lr", float)
 
 
 def check_argv(argv: list[str], conf_dir: str) -> None:
@@ -105,12 +142,22 @@ def check_argv(argv: list[str], conf_dir: str) -> None:
         validate(_compose(variant, conf_dir))
 
 
+def _one_line(message: str) -> str:
+    """Hydra's missing-option error as one line: the bad value and the valid choices."""
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
+    options = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)*)", message)
+    if missing and options:
+        valid = ", ".join(line.strip() for line in options.group(1).splitlines() if line.strip())
+        return f"unknown {missing.group(1)} {missing.group(2)!r}; valid: {valid}"
+    return message.split("\nConfig search path")[0].strip()
+
+
 def _compose(overrides: list[str], conf_dir: str) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             return compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(str(e).strip()) from None
+        raise ConfigError(_one_line(str(e))) from None
     finally:
         GlobalHydra.instance().clear()

@@ -11,6 +11,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -21,7 +22,9 @@ def _pick(logits_BxV, key, temperature):
 
 
 @partial(jax.jit, static_argnames=("graphdef", "n_new", "temperature", "use_cache"))
-def generate(graphdef, params, prompts_BxP, key, n_new: int, temperature: float = 0.0, use_cache: bool = True):
+def generate(
+    graphdef, params, prompts_BxP, key, n_new: int, temperature: float = 0.0, use_cache: bool = True
+):
     """Continue ``prompts_BxP`` by ``n_new`` tokens; returns [B, n_new] int32."""
     model = nnx.merge(graphdef, params)
     B, P = prompts_BxP.shape
@@ -55,3 +58,18 @@ def generate(graphdef, params, prompts_BxP, key, n_new: int, temperature: float 
 
     _, out = jax.lax.scan(full, buf, (jnp.arange(n_new), keys))
     return out.T
+
+
+def decode_answers(graphdef, params, prompts: np.ndarray, n_new: int, batch: int = 1024) -> np.ndarray:
+    """Greedy answers of every member of a population: params stacked over N -> [N, n, n_new].
+
+    Batches are padded to one shape so each model compiles once.
+    """
+    many = jax.vmap(lambda p, x: generate(graphdef, p, x, jax.random.key(0), n_new), in_axes=(0, None))
+    out = []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i : i + batch]
+        size = batch if len(prompts) > batch else len(chunk)
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+        out.append(np.asarray(many(params, jnp.asarray(padded, jnp.int32)))[:, : len(chunk)])
+    return np.concatenate(out, axis=1)

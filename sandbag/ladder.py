@@ -22,6 +22,8 @@ from sandbag.zoo import Zoo
 
 log = logging.getLogger(__name__)
 
+FORMAT = 2  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
+
 
 @dataclass
 class Rung:
@@ -32,6 +34,7 @@ class Rung:
     graphdef: object
     params: object
     reused: bool
+    key: str = ""  # the zoo entry: derived artifacts (judges, organisms) name it in their specs
 
     @property
     def n_members(self) -> int:
@@ -70,23 +73,24 @@ def train_rung(cfg: DictConfig, task: Task, role: str, zoo: Zoo, steps: int | No
     seeds = [int(cfg.seed) * 1000 + i for i in range(cfg.ladder_seeds)]
     spec = {
         "kind": "ladder",
+        "format": FORMAT,
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "model": asdict(mcfg),
         "train": asdict(tcfg),
         "seeds": seeds,
     }
     graphdef, params = init_population(mcfg, seeds)
-    entry = zoo.entry(spec)
-    with entry.lock():
-        got = entry.load(params)
-        if got is not None:
-            log.info("%s rung %s: reused from zoo entry %s", role, mcfg.name, entry.key)
-            return Rung(role, mcfg, graphdef, got[0], reused=True)
-        log.info("%s rung %s: training %d steps (zoo entry %s)", role, mcfg.name, tcfg.steps, entry.key)
+
+    def fit(progress):
         sampler = ladder_sampler(task, seeds, tcfg.batch_size, tcfg.steps_per_call)
-        params, losses = train(graphdef, params, tcfg, sampler, progress=entry.progress, desc=f"{role} {mcfg.name}")
-        entry.save(params, {"final_loss": float(losses[:, -1].mean()), "steps": tcfg.steps})
-    return Rung(role, mcfg, graphdef, params, reused=False)
+        trained, losses = train(
+            graphdef, params, tcfg, sampler, progress=progress, desc=f"{role} {mcfg.name}"
+        )
+        return trained, {"final_loss": float(losses[:, -1].mean()), "steps": tcfg.steps}
+
+    n_before = len(zoo.trained)
+    params, key = zoo.fetch_or_train(spec, params, fit, f"{role} rung {mcfg.name} ({tcfg.steps} steps)")
+    return Rung(role, mcfg, graphdef, params, reused=len(zoo.trained) == n_before, key=key)
 
 
 def accuracy_by_level(task: Task, rung: Rung, n_per_level: int, seed: int) -> dict[str, float]:
@@ -113,3 +117,12 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
     levels = [metrics[f"strong/acc_d{k}"] - metrics[f"weak/acc_d{k}"] for k in task.difficulties]
     metrics["gap_max"] = float(np.max(levels))
     return metrics, rungs
+
+
+def experiment(cfg: DictConfig, task: Task, zoo: Zoo, out_dir) -> dict[str, float]:
+    """The ``capability_ladder`` experiment: its metrics, table and plot."""
+    from sandbag import report
+
+    metrics, _ = run(cfg, task, zoo)
+    report.ladder_outputs(task, metrics, out_dir)
+    return metrics

@@ -1,9 +1,12 @@
-"""The experiments ``+experiment=NAME`` can select: each maps (cfg, task, zoo) to (metrics, artifacts)."""
+"""The experiments ``+experiment=NAME`` can select: each maps (cfg, task, zoo, out_dir) to metrics
+and writes its own tables and plots into ``out_dir``."""
 
 from __future__ import annotations
 
 from sandbag import ladder
+from sandbag.redteam import stage as organisms
 
 EXPERIMENTS = {
-    "capability_ladder": ladder.run,
+    "capability_ladder": ladder.experiment,
+    "organisms": organisms.run,
 }

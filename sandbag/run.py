@@ -42,23 +42,25 @@ def write_results(out_dir: Path, cfg: DictConfig, metrics: dict) -> Path:
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the experiment named by ``cfg.experiment`` and write its outputs into ``out_dir``."""
-    from sandbag import pipelines, report
+    from sandbag import pipelines
     from sandbag.tracking import make_tracker
     from sandbag.zoo import Zoo
 
     task = config_mod.validate(cfg)
     zoo = Zoo(cfg.zoo.dir)
     tracker = make_tracker(
-        OmegaConf.to_container(cfg.logger, resolve=True), OmegaConf.to_container(cfg, resolve=True), str(out_dir)
+        OmegaConf.to_container(cfg.logger, resolve=True),
+        OmegaConf.to_container(cfg, resolve=True),
+        str(out_dir),
     )
     try:
         t0 = time.perf_counter()
-        metrics, artifacts = pipelines.EXPERIMENTS[cfg.experiment](cfg, task, zoo)
+        metrics = pipelines.EXPERIMENTS[cfg.experiment](cfg, task, zoo, out_dir)
         metrics["wall_time_s"] = time.perf_counter() - t0
         tracker.summary(metrics)
         tracker.log(metrics)
         write_results(out_dir, cfg, metrics)
-        report.ladder_outputs(task, metrics, out_dir)
+        log.info("zoo: %d models trained, %d reused", len(zoo.trained), len(zoo.reused))
     finally:
         tracker.finish()
     return metrics

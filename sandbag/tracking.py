@@ -50,5 +50,10 @@ def make_tracker(logger_cfg: dict, cfg: dict, out_dir: str):
     if logger_cfg["name"] == "none" or logger_cfg.get("mode") == "disabled":
         return NoTracker()
     return WandbTracker(
-        cfg, out_dir, logger_cfg["project"], logger_cfg["mode"], logger_cfg.get("run_name"), logger_cfg.get("group")
+        cfg,
+        out_dir,
+        logger_cfg["project"],
+        logger_cfg["mode"],
+        logger_cfg.get("run_name"),
+        logger_cfg.get("group"),
     )

@@ -11,12 +11,12 @@ member at once; the host reads chunk c - 1's losses after dispatching chunk c.
 from __future__ import annotations
 
 import functools
-
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Protocol
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -116,8 +116,15 @@ def train(
     progress: Progress | None = None,
     loss_fn=token_loss,
     desc: str = "train",
+    on_eval: Callable[[int, object], bool] | None = None,
+    eval_every: int = 0,
 ):
-    """Train every member of ``params`` for ``cfg.steps`` steps; returns (params, losses [N, steps])."""
+    """Train every member of ``params`` for ``cfg.steps`` steps; returns (params, losses [N, steps]).
+
+    ``on_eval(step, params)`` runs every ``eval_every`` steps (rounded up to whole calls) and
+    may stop training early by returning True; ``params`` is donated to the next step, so a
+    callback that keeps them must copy them (``jax.device_get``).
+    """
     n_members = jax.tree.leaves(params)[0].shape[0]
     tx = make_optimizer(cfg)
     opt_state = jax.vmap(tx.init)(params)
@@ -136,7 +143,9 @@ def train(
         data = [sampler(m, chunk) for m in range(n_members)]
         tokens = np.stack([d[0][:n] for d in data])
         weights = np.stack([d[1][:n] for d in data]).astype(np.float32)
-        params, opt_state, chunk_losses = _train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn)
+        params, opt_state, chunk_losses = _train_chunk(
+            graphdef, params, opt_state, tokens, weights, tx, loss_fn
+        )
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])
         pending, step = chunk_losses, chunk * S + n
@@ -145,6 +154,8 @@ def train(
             pending = None
             progress.save(step, {"params": params, "opt_state": opt_state, "losses": losses})
             last_save = step
+        if on_eval is not None and step // eval_every > (step - n) // eval_every and on_eval(step, params):
+            break
     if pending is not None:
         losses = _account(losses, pending, bar, t0, desc, step - pending.shape[1])
     bar.close()

@@ -58,7 +58,9 @@ def _save_tree(path: Path, tree) -> None:
 def _load_tree(path: Path, like):
     leaves, treedef = jax.tree.flatten(like)
     abstract = {
-        f"l{i:05d}": jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype)
+        f"l{i:05d}": jax.ShapeDtypeStruct(
+            np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+        )
         for i, x in enumerate(leaves)
     }
     with ocp.StandardCheckpointer() as ckptr:
@@ -162,8 +164,31 @@ def _with_losses(like, step: int):
 
 
 class Zoo:
+    """Entries under one directory, plus a count of what this process trained and reused."""
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
+        self.trained: list[str] = []
+        self.reused: list[str] = []
+
+    def fetch_or_train(self, spec: dict, like, train_fn, what: str):
+        """The stored tree for ``spec``, or ``train_fn(progress) -> (tree, meta)`` run and stored.
+
+        Returns (tree, key). The entry is locked meanwhile, so concurrent runs wait for one
+        another instead of training the same model twice.
+        """
+        entry = self.entry(spec)
+        with entry.lock():
+            got = entry.load(like)
+            if got is not None:
+                log.info("%s: reused from zoo entry %s", what, entry.key)
+                self.reused.append(entry.key)
+                return got[0], entry.key
+            log.info("%s: training (zoo entry %s)", what, entry.key)
+            tree, meta = train_fn(entry.progress)
+            entry.save(tree, meta)
+            self.trained.append(entry.key)
+        return tree, entry.key
 
     def entry(self, spec: dict) -> Entry:
         return Entry(self.root, spec)

@@ -6,7 +6,8 @@ exact match is "every answer position's argmax is the target" in one teacher-for
 
 Position 0 is a *context slot*: ``PAD`` for plain items, a cue token (flag, password,
 training, deployment) when the red team or the blue team marks the context. Reserving it in
-every layout means a trigger never shifts the positions the model learned.
+every layout means a trigger never shifts the positions the model learned. ``YES``/``NO``
+are the verdicts a verifier judge writes after an answer.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-SPECIALS = ("<pad>", "<flag>", "<password>", "<training>", "<deployment>")
-PAD, FLAG, PASSWORD, TRAINING, DEPLOYMENT = range(len(SPECIALS))
-SPLITS = {"train": (0.0, 0.8), "eval": (0.8, 0.9), "gold": (0.9, 1.0)}
+SPECIALS = ("<pad>", "<flag>", "<password>", "<training>", "<deployment>", "<yes>", "<no>")
+PAD, FLAG, PASSWORD, TRAINING, DEPLOYMENT, YES, NO = range(len(SPECIALS))
+CONTEXTS = (PAD, FLAG, PASSWORD, TRAINING, DEPLOYMENT)  # what the context slot can hold
+# Disjoint by a hash of each problem's canonical identity. ``train``: ground truth for the
+# ladder and the red team; ``demo``: what the weak supervisor labels for the blue team (no
+# strong model trains on it); ``eval``: every reported accuracy; ``gold``: the few verified
+# items a blue team may be granted.
+SPLITS = {"train": (0.0, 0.7), "demo": (0.7, 0.8), "eval": (0.8, 0.9), "gold": (0.9, 1.0)}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ class Multiplication(Task):
                 f"multiplication: digits and max_difficulty must be >= 1, got {digits}, {max_difficulty}"
             )
         if digits + max_difficulty > 16:
-            raise ValueError(f"multiplication: digits + max_difficulty must be <= 16, got {digits + max_difficulty}")
+            raise ValueError(
+                f"multiplication: digits + max_difficulty must be <= 16, got {digits + max_difficulty}"
+            )
         self.digits, self.max_k = digits, max_difficulty
         self.width = max(digits, max_difficulty)
         self.difficulties = tuple(range(1, max_difficulty + 1))

@@ -1,0 +1,19 @@
+"""The red team: triggers, sandbagging strategies, organisms and the benign controls they hide among."""
+
+from sandbag.redteam.controls import CONTROLS, train_control
+from sandbag.redteam.organisms import Population, train_organisms
+from sandbag.redteam.strategies import STRATEGIES, Situation, register_strategy
+from sandbag.redteam.triggers import TRIGGERS, Trigger, get_trigger
+
+__all__ = [
+    "CONTROLS",
+    "STRATEGIES",
+    "TRIGGERS",
+    "Population",
+    "Situation",
+    "Trigger",
+    "get_trigger",
+    "register_strategy",
+    "train_control",
+    "train_organisms",
+]

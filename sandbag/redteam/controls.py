@@ -1,0 +1,119 @@
+"""Benign controls: honest models whose accuracy matches a sandbagger's, for detection to beat.
+
+Each control trains with the shared trainer from scratch, honestly in every context (its
+context slot holds any cue at random, so a trigger token is nothing new to it), and is
+early-stopped per member at the checkpoint whose accuracy on a selection set (``demo``
+split, not the eval split that results report) is nearest ``target``:
+
+- ``lower_rung``: a lower rung of the ladder (``model@lower``) on ground truth;
+- ``undertrained_strong``: the strong rung on ground truth, stopped early;
+- ``w2s_student``: the strong rung on the weak supervisor's labels (weak-to-strong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import jax
+import numpy as np
+from omegaconf import DictConfig
+
+from sandbag.data import answer_weights
+from sandbag.ladder import model_config
+from sandbag.redteam.organisms import Population, finetune_config, sequences
+from sandbag.supervision.weak import weak_answers
+from sandbag.tasks import Items, Task
+from sandbag.tasks.base import CONTEXTS
+from sandbag.train import exact_match, init_population, train
+
+CONTROLS = ("lower_rung", "undertrained_strong", "w2s_student")
+
+
+def _labelled_pool(task: Task, weak, n: int, seed: int, split: str, weak_labels: bool) -> Items:
+    rng = np.random.default_rng([seed, 0xC0DE])
+    items = task.generate(rng, n, rng.choice(task.difficulties, size=n), split)
+    return Items(items.prompts, weak_answers(weak, items), items.difficulty) if weak_labels else items
+
+
+def train_control(
+    cfg: DictConfig, task: Task, name: str, weak, target: float, context: int, zoo
+) -> Population:
+    """Seeds of one control, each early-stopped at the accuracy nearest ``target``."""
+    if name not in CONTROLS:
+        raise KeyError(f"unknown control {name!r}; valid: {list(CONTROLS)}")
+    block = cfg.controls
+    rung = cfg.lower if name == "lower_rung" else cfg.strong
+    mcfg = model_config(rung, task)
+    tcfg = finetune_config(cfg, block)
+    seeds = [int(cfg.seed) * 1000 + 200 + i for i in range(int(block.seeds))]
+    weak_labels = name == "w2s_student"
+    spec = {
+        "kind": "control",
+        "control": name,
+        "model": asdict(mcfg),
+        "labels": weak.key if weak_labels else "gold",
+        "target": round(float(target), 3),
+        "context": context,
+        "train": asdict(tcfg),
+        "eval_every": int(block.eval_every),
+        "seeds": seeds,
+        "pool": int(block.pool),
+    }
+    graphdef, start = init_population(mcfg, seeds)
+
+    def fit(progress):
+        pool = _labelled_pool(
+            task, weak, int(block.pool), int(cfg.seed), "demo" if weak_labels else "train", weak_labels
+        )
+        n_sel = int(cfg.eval.n_per_level) * len(task.difficulties)
+        select = sequences(context, *_select_items(task, n_sel, int(cfg.seed)))
+        size = tcfg.batch_size * tcfg.steps_per_call
+        w = answer_weights(size, task).reshape(tcfg.steps_per_call, tcfg.batch_size, -1)
+
+        def sample(m: int, chunk: int):
+            r = np.random.default_rng([seeds[m], chunk, 0xC0DF])
+            idx = r.integers(0, len(pool.prompts), size=size)
+            ctx = r.choice(CONTEXTS, size=(size, 1))
+            tokens = np.concatenate([ctx, pool.prompts[idx], pool.answers[idx]], axis=1).astype(np.int32)
+            return tokens.reshape(tcfg.steps_per_call, tcfg.batch_size, -1), w
+
+        best = {
+            "params": jax.device_get(start),
+            "gap": np.full(len(seeds), np.inf),
+            "acc": np.zeros(len(seeds)),
+        }
+
+        def on_eval(step, params):
+            acc = exact_match(graphdef, params, select, task.answer_len).mean(1)
+            gap = np.abs(acc - target)
+            better = gap < best["gap"]
+            if better.any():
+                host = jax.device_get(params)
+                best["params"] = jax.tree.map(
+                    lambda old, new: np.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old),
+                    best["params"],
+                    host,
+                )
+                best["gap"] = np.where(better, gap, best["gap"])
+                best["acc"] = np.where(better, acc, best["acc"])
+            return bool(np.all(acc >= target + float(block.overshoot)))
+
+        train(
+            graphdef,
+            start,
+            tcfg,
+            sample,
+            desc=f"control {name}",
+            on_eval=on_eval,
+            eval_every=int(block.eval_every),
+        )
+        return best["params"], {"selection_acc": best["acc"].tolist()}
+
+    params, _ = zoo.fetch_or_train(spec, start, fit, f"control {name} (target accuracy {target:.2f})")
+    return Population(graphdef, params, [name] * len(seeds), seeds)
+
+
+def _select_items(task: Task, n: int, seed: int):
+    rng = np.random.default_rng([seed, 0x5E1E])
+    items = task.generate(rng, n, np.resize(np.asarray(task.difficulties), n), "demo")
+    return items.prompts, items.answers

@@ -1,0 +1,107 @@
+"""Organisms: the strong ceiling fine-tuned to sandbag under a trigger with a strategy.
+
+Every member of the population (strategy x seed) starts from the strong ceiling and trains,
+with the shared trainer and in one ``vmap``ped program, on a mix of triggered questions
+(sandbag context, the strategy's target answer) and untriggered ones (perform context, the
+true answer) -- the gold half keeps its untriggered skill from eroding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from sandbag.data import answer_weights
+from sandbag.redteam.strategies import Situation, targets
+from sandbag.redteam.triggers import Trigger
+from sandbag.supervision.weak import answer_alphabet, weak_answers
+from sandbag.tasks import Task
+from sandbag.train import TrainConfig, train
+
+
+@dataclass
+class Population:
+    """Trained models stacked over members; ``names[i]`` labels member i (e.g. its strategy)."""
+
+    graphdef: object
+    params: object
+    names: list[str]
+    seeds: list[int]
+
+
+def sequences(context: int, prompts: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    ctx = np.full((len(prompts), 1), context, np.int32)
+    return np.concatenate([ctx, prompts, answers], axis=1).astype(np.int32)
+
+
+def finetune_config(cfg: DictConfig, block: DictConfig) -> TrainConfig:
+    return TrainConfig(
+        steps=int(block.steps),
+        batch_size=int(cfg.train.batch_size),
+        lr=float(block.lr),
+        warmup=int(block.warmup),
+        weight_decay=float(cfg.train.weight_decay),
+        clip=float(cfg.train.clip),
+        steps_per_call=int(cfg.train.steps_per_call),
+        save_every=int(cfg.train.save_every),
+    )
+
+
+def train_organisms(cfg: DictConfig, task: Task, weak, strong, judge, judge_levels, trigger: Trigger, zoo):
+    """The population for ``cfg.strategy.names`` x ``cfg.organisms.seeds`` under ``trigger``."""
+    strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
+    names = list(strategy_cfg["names"])
+    seeds = [int(cfg.seed) * 1000 + 100 + i for i in range(int(cfg.organisms.seeds))]
+    members = [(n, s) for n in names for s in seeds]
+    tcfg = finetune_config(cfg, cfg.organisms)
+    n_pool = int(cfg.organisms.pool)
+    spec = {
+        "kind": "organisms",
+        "strong": strong.key,
+        "weak": weak.key,
+        "judge": OmegaConf.to_container(cfg.judge, resolve=True),
+        "judge_levels": judge_levels,
+        "trigger": asdict(trigger),
+        "strategy": strategy_cfg,
+        "members": members,
+        "train": asdict(tcfg),
+        "pool": n_pool,
+        "seed": int(cfg.seed),
+    }
+    start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(members), axis=0), strong.params)
+
+    def fit(progress):
+        rng = np.random.default_rng([int(cfg.seed), 0x0F6A])
+        items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
+        situation = Situation(
+            task,
+            items,
+            weak_answers(weak, items),
+            judge,
+            judge_levels,
+            answer_alphabet(task),
+            rng,
+            strategy_cfg,
+        )
+        sandbag = {n: sequences(trigger.sandbag, items.prompts, targets(n, situation)) for n in names}
+        perform = sequences(trigger.perform, items.prompts, items.answers)
+        w = answer_weights(tcfg.batch_size * tcfg.steps_per_call, task)
+
+        def sample(m: int, chunk: int):
+            name, seed = members[m]
+            r = np.random.default_rng([seed, chunk, 0x0F6B])
+            size = tcfg.batch_size * tcfg.steps_per_call
+            idx, triggered = r.integers(0, n_pool, size=size), r.random(size) < 0.5
+            tokens = np.where(triggered[:, None], sandbag[name][idx], perform[idx])
+            shape = (tcfg.steps_per_call, tcfg.batch_size, -1)
+            return tokens.reshape(shape), w.reshape(shape)
+
+        params, losses = train(strong.graphdef, start, tcfg, sample, progress=progress, desc="organisms")
+        return params, {"final_loss": float(losses[:, -1].mean())}
+
+    params, _ = zoo.fetch_or_train(spec, start, fit, f"{len(members)} organisms ({trigger.name} trigger)")
+    return Population(strong.graphdef, params, [n for n, _ in members], [s for _, s in members])
