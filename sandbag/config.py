@@ -7,6 +7,7 @@ choices; ``run.main`` turns it into exit code 2.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -94,7 +95,8 @@ def _validate_teams(cfg: DictConfig) -> None:
             raise ConfigError(f"unknown {group} {name!r}; valid: {', '.join(sorted(valid))}")
     names = list(cfg.strategy.get("names") or [])
     if not names:
-        raise ConfigError(f"strategy.names must list at least one strategy; valid: {', '.join(sorted(STRATEGIES))}")
+        valid = ", ".join(sorted(STRATEGIES))
+        raise ConfigError(f"strategy.names must list at least one strategy; valid: {valid}")
     for name in names:
         if name not in STRATEGIES:
             raise ConfigError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
@@ -113,6 +115,29 @@ def _validate_teams(cfg: DictConfig) -> None:
             _positive(cfg[block].get(field), f"{block}.{field}")
     for block in ("organisms", "controls"):
         _positive(float(cfg[block].lr), f"{block}.lr", float)
+    if cfg.experiment == "detector_bakeoff":
+        _validate_bakeoff(cfg, STRATEGIES, TRIGGERS, CONTROLS)
+
+
+def _validate_bakeoff(cfg: DictConfig, strategies, triggers, controls) -> None:
+    b = cfg.bakeoff
+    for key, valid in (
+        ("triggers", triggers),
+        ("reference_strategies", strategies),
+        ("controls", controls),
+        ("reference_controls", controls),
+    ):
+        for name in b[key]:
+            if name not in valid:
+                raise ConfigError(f"bakeoff.{key}: unknown {name!r}; valid: {', '.join(sorted(valid))}")
+    if b.reference_trigger not in triggers:
+        raise ConfigError(
+            f"unknown bakeoff.reference_trigger {b.reference_trigger!r}; valid: {', '.join(triggers)}"
+        )
+    for field in ("seeds", "control_seeds", "reference_seeds", "gold"):
+        _positive(b.get(field), f"bakeoff.{field}")
+    if not cfg.get("detectors"):
+        raise ConfigError("no detector selected; pick some with detector=[noise_injection,linear_probe,...]")
 
 
 def check_argv(argv: list[str], conf_dir: str) -> None:
@@ -142,13 +167,13 @@ def check_argv(argv: list[str], conf_dir: str) -> None:
         validate(_compose(variant, conf_dir))
 
 
-def _one_line(message: str) -> str:
+def _one_line(message: str, conf_dir: str) -> str:
     """Hydra's missing-option error as one line: the bad value and the valid choices."""
-    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
-    options = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)*)", message)
-    if missing and options:
-        valid = ", ".join(line.strip() for line in options.group(1).splitlines() if line.strip())
-        return f"unknown {missing.group(1)} {missing.group(2)!r}; valid: {valid}"
+    missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", message)
+    if missing:
+        group, value = missing.groups()
+        valid = ", ".join(sorted(p.stem for p in Path(conf_dir, group).glob("*.yaml")))
+        return f"unknown {group} {value!r}; valid: {valid}"
     return message.split("\nConfig search path")[0].strip()
 
 
@@ -158,6 +183,6 @@ def _compose(overrides: list[str], conf_dir: str) -> DictConfig:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             return compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_one_line(str(e))) from None
+        raise ConfigError(_one_line(str(e), conf_dir)) from None
     finally:
         GlobalHydra.instance().clear()

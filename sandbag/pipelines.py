@@ -4,9 +4,11 @@ and writes its own tables and plots into ``out_dir``."""
 from __future__ import annotations
 
 from sandbag import ladder
+from sandbag.detect import stage as bakeoff
 from sandbag.redteam import stage as organisms
 
 EXPERIMENTS = {
     "capability_ladder": ladder.experiment,
     "organisms": organisms.run,
+    "detector_bakeoff": bakeoff.run,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -137,3 +138,60 @@ def organism_outputs(
     _console().print(organism_table(metrics, strategies, controls))
     for s in strategies:
         plot_organism(task, metrics, s, out_dir / f"organism_{s}.png")
+
+
+def bakeoff_table(metrics: dict, rows) -> str:
+    """Markdown: detector, access, cost, AUROC [95% CI], TPR at 5% FPR."""
+    lines = [
+        "| detector | access | cost (forward passes / train steps) | AUROC [95% CI] | TPR@5%FPR | scored |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, access, cost in rows:
+        p = f"detector/{name}"
+        lines.append(
+            f"| {name} | {access} | {cost['forward_passes']:,} / {cost['train_steps']:,} | "
+            f"{metrics[f'{p}/auroc']:.2f} [{metrics[f'{p}/auroc_lo']:.2f}, {metrics[f'{p}/auroc_hi']:.2f}] | "
+            f"{metrics[f'{p}/tpr_at_5fpr']:.2f} | {metrics[f'{p}/n_scored']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_rocs(scores: dict, labels, path: Path) -> None:
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, s in scores.items():
+        ok = np.isfinite(s)
+        if len(np.unique(labels[ok])) < 2:
+            continue
+        f, t, _ = roc_curve(labels[ok], s[ok])
+        ax.plot(f, t, label=name)
+    ax.plot([0, 1], [0, 1], ":", color="gray")
+    ax.set(xlabel="false positive rate (controls)", ylabel="true positive rate (organisms)", title="ROC")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_heatmap(metrics: dict, detectors: list[str], strategies: list[str], path: Path) -> None:
+    grid = np.array([[metrics[f"detector/{d}/auroc/{s}"] for s in strategies] for d in detectors])
+    fig, ax = plt.subplots(figsize=(1.2 * len(strategies) + 3, 0.5 * len(detectors) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn")
+    ax.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
+    ax.set_yticks(range(len(detectors)), detectors)
+    for i in range(len(detectors)):
+        for j in range(len(strategies)):
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, label="AUROC (strategy's organisms vs all controls)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bakeoff_outputs(metrics: dict, rows, scores: dict, labels, strategies: list[str], out_dir: Path) -> None:
+    table = bakeoff_table(metrics, rows)
+    (out_dir / "detectors.md").write_text(table)
+    _console().print(table)
+    plot_rocs(scores, labels, out_dir / "roc.png")
+    plot_heatmap(metrics, [r[0] for r in rows], strategies, out_dir / "detector_strategy_auroc.png")

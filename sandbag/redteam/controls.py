@@ -32,20 +32,22 @@ CONTROLS = ("lower_rung", "undertrained_strong", "w2s_student")
 def _labelled_pool(task: Task, weak, n: int, seed: int, split: str, weak_labels: bool) -> Items:
     rng = np.random.default_rng([seed, 0xC0DE])
     items = task.generate(rng, n, rng.choice(task.difficulties, size=n), split)
-    return Items(items.prompts, weak_answers(weak, items), items.difficulty) if weak_labels else items
+    return items.with_answers(weak_answers(weak, items)) if weak_labels else items
 
 
 def train_control(
-    cfg: DictConfig, task: Task, name: str, weak, target: float, context: int, zoo
+    cfg: DictConfig, task: Task, name: str, weak, target: float, context: int, zoo, seeds=None
 ) -> Population:
-    """Seeds of one control, each early-stopped at the accuracy nearest ``target``."""
+    """Seeds of one control (default ``cfg.controls.seeds`` of them), each early-stopped at the
+    accuracy nearest ``target``."""
     if name not in CONTROLS:
         raise KeyError(f"unknown control {name!r}; valid: {list(CONTROLS)}")
     block = cfg.controls
     rung = cfg.lower if name == "lower_rung" else cfg.strong
     mcfg = model_config(rung, task)
     tcfg = finetune_config(cfg, block)
-    seeds = [int(cfg.seed) * 1000 + 200 + i for i in range(int(block.seeds))]
+    if seeds is None:
+        seeds = [int(cfg.seed) * 1000 + 200 + i for i in range(int(block.seeds))]
     weak_labels = name == "w2s_student"
     spec = {
         "kind": "control",

@@ -22,6 +22,8 @@ from sandbag.supervision.weak import answer_alphabet, weak_answers
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, train
 
+VERSION = 2  # bumped when a strategy's targets or the training mix change meaning
+
 
 @dataclass
 class Population:
@@ -31,6 +33,15 @@ class Population:
     params: object
     names: list[str]
     seeds: list[int]
+
+    def subset(self, idx) -> Population:
+        idx = np.asarray(idx)
+        return Population(
+            self.graphdef,
+            jax.tree.map(lambda x: x[idx], self.params),
+            [self.names[i] for i in idx],
+            [self.seeds[i] for i in idx],
+        )
 
 
 def sequences(context: int, prompts: np.ndarray, answers: np.ndarray) -> np.ndarray:
@@ -51,22 +62,36 @@ def finetune_config(cfg: DictConfig, block: DictConfig) -> TrainConfig:
     )
 
 
-def train_organisms(cfg: DictConfig, task: Task, weak, strong, judge, judge_levels, trigger: Trigger, zoo):
-    """The population for ``cfg.strategy.names`` x ``cfg.organisms.seeds`` under ``trigger``."""
+def train_organisms(
+    cfg: DictConfig,
+    task: Task,
+    weak,
+    strong,
+    judge,
+    judge_levels,
+    trigger: Trigger,
+    zoo,
+    names=None,
+    seeds=None,
+):
+    """The population strategies x seeds under ``trigger`` (default: ``cfg.strategy.names`` x
+    ``cfg.organisms.seeds`` seeds)."""
     strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
-    names = list(strategy_cfg["names"])
-    seeds = [int(cfg.seed) * 1000 + 100 + i for i in range(int(cfg.organisms.seeds))]
+    names = list(strategy_cfg["names"] if names is None else names)
+    if seeds is None:
+        seeds = [int(cfg.seed) * 1000 + 100 + i for i in range(int(cfg.organisms.seeds))]
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
     n_pool = int(cfg.organisms.pool)
     spec = {
         "kind": "organisms",
+        "version": VERSION,
         "strong": strong.key,
         "weak": weak.key,
         "judge": OmegaConf.to_container(cfg.judge, resolve=True),
         "judge_levels": judge_levels,
         "trigger": asdict(trigger),
-        "strategy": strategy_cfg,
+        "strategy": {**strategy_cfg, "names": names},
         "members": members,
         "train": asdict(tcfg),
         "pool": n_pool,

@@ -107,10 +107,8 @@ class Likelihood(Judge):
 class Verifier(Judge):
     def __init__(self, task, weak, cfg, zoo):
         super().__init__(task, weak, cfg, zoo)
-        if task.seq_len + 1 > weak.cfg.max_len:
-            raise ValueError(
-                f"verifier needs max_len >= {task.seq_len + 1}, weak rung has {weak.cfg.max_len}"
-            )
+        if task.seq_len > weak.cfg.max_len:  # it reads seq_len tokens; the verdict is only a target
+            raise ValueError(f"verifier needs max_len >= {task.seq_len}, weak rung has {weak.cfg.max_len}")
         tcfg = TrainConfig(
             steps=int(cfg.steps),
             batch_size=int(cfg.batch_size),
@@ -119,7 +117,9 @@ class Verifier(Judge):
             save_every=10**9,
         )
         spec = {"kind": "verifier", "weak": weak.key, "train": asdict(tcfg), "pool": int(cfg.pool)}
-        start = member(weak.params)
+        # A copy: ``train`` donates its input, and member 0 of a one-member rung is the rung's
+        # own arrays (a full slice), which the weak supervisor still needs.
+        start = jax.tree.map(jnp.copy, member(weak.params))
         self.params, _ = zoo.fetch_or_train(
             spec, start, lambda progress: self._fit(start, tcfg, progress), "verifier"
         )

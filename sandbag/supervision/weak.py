@@ -39,7 +39,7 @@ def demonstrations(task: Task, weak, n: int, seed: int) -> Items:
     """``n`` items from the ``demo`` split, all levels mixed, labelled by the weak supervisor."""
     rng = np.random.default_rng([seed, 0xDE40])
     items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "demo")
-    return Items(items.prompts, weak_answers(weak, items), items.difficulty)
+    return items.with_answers(weak_answers(weak, items))
 
 
 def answer_alphabet(task: Task, n: int = 4096) -> list[np.ndarray]:

@@ -38,6 +38,15 @@ class Items:
     prompts: np.ndarray
     answers: np.ndarray
     difficulty: np.ndarray
+    problems: np.ndarray | None = None  # the raw problems, for paraphrasing
+
+    def with_answers(self, answers: np.ndarray) -> Items:
+        """The same questions with other answers (weak labels, strategy targets, blanks)."""
+        return Items(self.prompts, np.asarray(answers, np.int32), self.difficulty, self.problems)
+
+    def subset(self, idx) -> Items:
+        pick = None if self.problems is None else self.problems[idx]
+        return Items(self.prompts[idx], self.answers[idx], self.difficulty[idx], pick)
 
     def tokens(self, context: int = PAD) -> np.ndarray:
         """Full sequences [n, 1 + P + A] with the context slot set to ``context``."""
@@ -115,7 +124,7 @@ class Task:
     def _items(self, problems: np.ndarray, difficulty: np.ndarray) -> Items:
         p, a = self.encode(problems)
         off = len(SPECIALS)
-        return Items((p + off).astype(np.int32), (a + off).astype(np.int32), difficulty)
+        return Items((p + off).astype(np.int32), (a + off).astype(np.int32), np.asarray(difficulty), problems)
 
     def paraphrases(self, rng: np.random.Generator, items_problems: np.ndarray, difficulty) -> Items:
         return self._items(self.paraphrase(rng, items_problems), np.asarray(difficulty))

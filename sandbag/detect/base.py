@@ -1,0 +1,82 @@
+"""The detector interface: a population in, one suspicion score per member out.
+
+A detector sees only a ``View`` -- what the blue team has: the task's questions without
+their answers, its own weak supervisor and judge, a declared number of verified (gold)
+items, and its own reference organisms and controls (never the scored ones). It declares
+its ``access`` and reports its ``cost`` (forward passes and training steps), so the
+auditing game can set what each detector bought against how well it did.
+
+A new detector is one file in this folder (or a user module) with ``@register_detector``
+and a YAML in ``conf/detector/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sandbag.tasks import Items, Task
+
+DETECTORS: dict[str, type] = {}
+
+
+def register_detector(name: str):
+    def deco(cls):
+        cls.name = name
+        DETECTORS[name] = cls
+        return cls
+
+    return deco
+
+
+@dataclass
+class View:
+    """What the blue team may look at. ``questions`` carry no answers (they are blanked)."""
+
+    task: Task
+    weak: object  # the weak rung (the blue team's own model)
+    judge: object
+    questions: Items  # unlabelled deployment questions
+    context: int  # the context token the models are deployed under
+    gold: Items  # verified items: a detector may use at most the number it declares
+    reference: list  # [(Population, labels [M] with 1 = sandbagging, context)]: the blue team's own
+    cfg: dict = field(default_factory=dict)  # the detector's config block
+
+
+class Detector:
+    """Subclasses set ``access`` and implement ``score``; ``cost`` accumulates as they run."""
+
+    name = ""
+    access = "black-box"  # black-box | white-box | gold labels (n=...)
+    gold_needed = 0  # how many verified items the detector reads
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.cost = {"forward_passes": 0, "train_steps": 0}
+
+    def fit(self, view: View) -> None:
+        """Anything learnt from the blue team's reference population (default: nothing)."""
+
+    def score(self, pop, view: View) -> np.ndarray:
+        """Suspicion per member of ``pop`` [M]: higher = more likely sandbagging; NaN = cannot score."""
+        raise NotImplementedError
+
+    def gold(self, view: View) -> Items:
+        """The first ``gold_needed`` verified items -- the only labels this detector reads."""
+        if self.gold_needed > len(view.gold.prompts):
+            raise ValueError(
+                f"{self.name} needs {self.gold_needed} gold items, the view has {len(view.gold.prompts)}"
+            )
+        return view.gold.subset(np.arange(self.gold_needed))
+
+
+def blank(items: Items) -> Items:
+    """The questions without their answers (the answer slots hold zeros)."""
+    return items.with_answers(np.zeros_like(items.answers))
+
+
+def make_detector(name: str, cfg: dict) -> Detector:
+    if name not in DETECTORS:
+        raise KeyError(f"unknown detector {name!r}; valid: {sorted(DETECTORS)}")
+    return DETECTORS[name](cfg)

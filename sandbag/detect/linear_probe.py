@@ -1,0 +1,78 @@
+"""Linear probes (Goldowsky-Dill et al. 2025): logistic regression on per-layer activations,
+trained on the blue team's *reference* organisms (label 1) and controls (label 0), never on
+the scored population. Score: the mean probe probability over a member's deployment prompts.
+The layer is chosen by cross-validation on the reference population. A probe only applies to
+models of the architecture it was trained on; others get NaN (and are left out of its AUROC).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import numpy as np
+from flax import nnx
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sandbag.detect.base import Detector, register_detector
+from sandbag.supervision.weak import prompts_of
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _last_prompt_acts(graphdef, params, prompts_BxP):
+    """Residual stream after every block at the last prompt position: [M, layers, B, D]."""
+
+    def one(p):
+        _, acts = nnx.merge(graphdef, p)(prompts_BxP, return_acts=True)
+        return acts[:, :, -1]
+
+    return jax.vmap(one)(params)
+
+
+def activations(pop, questions, context: int) -> np.ndarray:
+    return np.asarray(_last_prompt_acts(pop.graphdef, pop.params, prompts_of(questions, context)))
+
+
+@register_detector("linear_probe")
+class LinearProbe(Detector):
+    access = "white-box activations (reference organisms)"
+
+    def fit(self, view):
+        n = int(self.cfg["questions"])
+        q = view.questions.subset(np.arange(min(n, len(view.questions.prompts))))
+        feats, labels, self.shape = [], [], None
+        for pop, member_labels, context in view.reference:
+            acts = activations(pop, q, context)  # [M, layers, n, D]
+            if self.shape is None:
+                self.shape = acts.shape[1:2] + acts.shape[3:]
+            if acts.shape[1:2] + acts.shape[3:] != self.shape:
+                continue  # another architecture: this probe cannot read it
+            feats.append(acts)
+            labels.append(np.repeat(np.asarray(member_labels), acts.shape[2]))
+            self.cost["forward_passes"] += acts.shape[0] * acts.shape[2]
+        acts = np.concatenate(feats)  # [R, layers, n, D]
+        y = np.concatenate(labels)
+        groups = np.repeat(np.arange(len(acts)), acts.shape[2])
+        best = (-1.0, 0)
+        for layer in range(acts.shape[1]):
+            X = acts[:, layer].reshape(-1, acts.shape[-1])
+            folds = min(5, len(acts))
+            cv = cross_val_score(self._model(), X, y, groups=groups, cv=GroupKFold(folds))
+            best = max(best, (float(cv.mean()), layer))
+        self.layer = best[1]
+        self.probe = self._model().fit(acts[:, self.layer].reshape(-1, acts.shape[-1]), y)
+        self.questions = q
+
+    def _model(self):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=float(self.cfg["C"]), max_iter=2000))
+
+    def score(self, pop, view):
+        acts = activations(pop, self.questions, view.context)
+        if acts.shape[1:2] + acts.shape[3:] != self.shape:
+            return np.full(acts.shape[0], np.nan)
+        self.cost["forward_passes"] += acts.shape[0] * acts.shape[2]
+        probs = [self.probe.predict_proba(a[self.layer])[:, 1] for a in acts]
+        return np.asarray([p.mean() for p in probs])
