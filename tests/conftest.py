@@ -17,6 +17,7 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # An external task, as a user would write it outside the package: copy three 2-digit
@@ -138,3 +139,48 @@ def smoke_run(tmp_path_factory):
     run_dir, zoo = root / "run", root / "zoo"
     proc = run_cli(SMOKE, run_dir, zoo)
     return proc, run_dir, zoo
+
+
+def comparable_leaves(params) -> dict:
+    """Every parameter by path, except the attention key bias: its gradient is zero in exact
+    arithmetic (softmax ignores a constant shift of the scores), so Adam turns float noise
+    into updates that differ with the reduction order. It has no effect on the model."""
+    import jax
+
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        name, leaf = jax.tree_util.keystr(path), np.asarray(leaf)
+        if "qkv" in name and "bias" in name:
+            d = leaf.shape[-1] // 3
+            leaf = np.concatenate([leaf[..., :d], leaf[..., 2 * d :]], axis=-1)
+        out[name] = leaf
+    return out
+
+
+def addition_operands(task, prompts: np.ndarray) -> np.ndarray:
+    """[n, slots] operands read back from rendered addition prompts ('00+37+91=')."""
+    return np.array([[int(x) for x in task.render(p).rstrip("=").split("+")] for p in prompts])
+
+
+def addition_answers(task, prompts: np.ndarray) -> np.ndarray:
+    """The true answer tokens [n, A] of addition prompts, by Python arithmetic on the text."""
+    sums = addition_operands(task, prompts).sum(1)
+    return np.array([[task.vocab.index(c) for c in str(s).zfill(task.answer_len)] for s in sums])
+
+
+@pytest.fixture(scope="session")
+def weak_supervisor():
+    """A nano rung trained briefly on 3-operand addition: right on most level-1 items, wrong on
+    most level-3 ones (a weak supervisor with a real blind spot). Shared, so never donate it."""
+    from sandbag.data import ladder_sampler
+    from sandbag.ladder import Rung
+    from sandbag.models import ModelConfig
+    from sandbag.tasks import make_task
+    from sandbag.train import TrainConfig, init_population, train
+
+    task = make_task("addition", slots=3, digits=2)
+    cfg = ModelConfig(name="nano", n_layers=1, d_model=16, n_heads=2, vocab_size=task.vocab_size, max_len=64)
+    graphdef, params = init_population(cfg, [0])
+    tcfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup=20, steps_per_call=50)
+    params, _ = train(graphdef, params, tcfg, ladder_sampler(task, [0], 64, 50))
+    return task, Rung("weak", cfg, graphdef, params, reused=False, key="test-weak-nano-addition3")

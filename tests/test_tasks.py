@@ -5,13 +5,15 @@ Correctness is judged by an independent reading of the rendered prompt (Python i
 arithmetic), never by the task's own encoder.
 """
 
+import re
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sandbag.tasks import TASKS, Items, import_module, make_task
-from sandbag.tasks.base import PAD
+from sandbag.tasks.base import PAD, SPLITS
 
 BUILTIN = sorted(TASKS)  # the tasks that exist at import time (before any test registers more)
 
@@ -22,27 +24,19 @@ def _addition(prompt: str):
     return sum(ops), tuple(sorted(ops)), sum(x != 0 for x in ops)
 
 
-def _multiplication(prompt: str, digits: int = 2):
-    """'0048*0327=' -> (product, unordered pair, number of digits of the multiplier)."""
-    a, b = (int(x) for x in prompt.rstrip("=").split("*"))
-    lens = sorted((len(str(a)), len(str(b))))
-    # One factor has `digits` digits, the other k = the difficulty.
-    k = lens[0] if lens[1] == digits else lens[1]
-    return a * b, tuple(sorted((a, b))), k
+def _signed_sum(prompt: str):
+    """'+00-37+00+91=' -> (signed sum, operands as a multiset, how many are non-zero)."""
+    ops = [int(x) for x in re.findall(r"[+-]\d+", prompt.rstrip("="))]
+    return sum(ops), tuple(sorted(ops)), sum(x != 0 for x in ops)
 
 
-def _dot_product(prompt: str):
-    """'307020*405010=' -> (sum a_i b_i, multiset of (a_i, b_i) pairs, non-zero pairs)."""
-    a, b = prompt.rstrip("=").split("*")
-    pairs = [(int(x), int(y)) for x, y in zip(a, b)]
-    return sum(x * y for x, y in pairs), tuple(sorted(pairs)), sum(x * y != 0 for x, y in pairs)
-
-
-REFERENCE = {"addition": _addition, "multiplication": _multiplication, "dot_product": _dot_product}
+REFERENCE = {
+    "addition": _addition,
+    "signed_sum": _signed_sum,
+}
 INVALID_ARGS = {
     "addition": [{"slots": 0}, {"digits": 0}, {"slots": 40, "digits": 2}],
-    "multiplication": [{"digits": 0}, {"max_difficulty": 0}, {"digits": 10, "max_difficulty": 10}],
-    "dot_product": [{"length": 0}, {"length": 17}],
+    "signed_sum": [{"slots": 0}, {"digits": 0}, {"slots": 21, "digits": 2}, {"slots": 1, "digits": 18}],
 }
 
 
@@ -74,16 +68,15 @@ def test_generation_is_deterministic_for_a_seed(name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_splits_are_disjoint_up_to_paraphrase(name):
-    """No problem (nor any paraphrase of it) is in two of train / eval / gold."""
+    """No problem (nor any paraphrase of it) is in two splits (train / demo / eval / gold)."""
     task = make_task(name)
     ref = reference(name)
     ids = {}
-    for split in ("train", "eval", "gold"):
+    for split in SPLITS:
         items = mixed(task, 0, 3000, split)
         ids[split] = {ref(task.render(p))[1] for p in items.prompts}
-    assert not ids["train"] & ids["eval"], "train and eval share problems"
-    assert not ids["train"] & ids["gold"], "train and gold share problems"
-    assert not ids["eval"] & ids["gold"], "eval and gold share problems"
+    for a, b in combinations(SPLITS, 2):
+        assert not ids[a] & ids[b], f"{a} and {b} share problems"
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -165,7 +158,7 @@ def test_unknown_task_names_the_valid_ones():
     [
         ("addition", {"digits": 1}),
         ("addition", {"slots": 1, "digits": 20}),
-        ("multiplication", {"digits": 1}),
+        ("signed_sum", {"digits": 1, "slots": 1}),
     ],
 )
 def test_an_accepted_configuration_can_draw_every_split_at_every_level(name, kwargs):
@@ -178,7 +171,7 @@ def test_an_accepted_configuration_can_draw_every_split_at_every_level(name, kwa
         task = make_task(name, **kwargs)
     except ValueError:
         return
-    for split in ("train", "eval", "gold"):
+    for split in SPLITS:
         for d in task.difficulties:
             try:
                 task.generate(np.random.default_rng(0), 4, d, split)
@@ -195,7 +188,7 @@ def test_an_external_task_module_registers_its_task(copy3_module):
     task = make_task("copy3")
     assert task.name == "copy3" and task.seq_len == 14
     for d in task.difficulties:
-        for split in ("train", "eval", "gold"):
+        for split in SPLITS:
             items = task.generate(np.random.default_rng(0), 16, d, split)
             assert items.prompts.shape == (16, 7) and items.answers.shape == (16, 6)
             for i in range(16):
@@ -220,7 +213,7 @@ def test_the_readme_task_example_works(tmp_path, copy3_module):
     path.write_text(example[0])
     import_module(str(path))
     task = make_task("copy3")
-    for split in ("train", "eval", "gold"):
+    for split in SPLITS:
         for d in task.difficulties:
             try:
                 task.generate(np.random.default_rng(0), 8, d, split)

@@ -3,7 +3,7 @@
 Layout (fixed width): ``slots`` signed operand slots of ``digits`` digits, then ``=`` and
 the result as a sign and its magnitude, most-significant digit first::
 
-    +00-37+00+91-46+00=+008
+    +00-37+91-46+00=+008
 
 Unlike ``addition``, terms cancel: the sign of the result and every digit of its magnitude
 depend on all operands, with borrows as well as carries. Each extra operand adds terms to
@@ -22,7 +22,7 @@ from sandbag.tasks.base import Task, digits_of, register_task
 class SignedSum(Task):
     symbols = tuple("0123456789+-=")
 
-    def __init__(self, slots: int = 6, digits: int = 2):
+    def __init__(self, slots: int = 5, digits: int = 2):
         if slots < 1 or digits < 1:
             raise ValueError(f"signed_sum: slots and digits must be >= 1, got slots={slots}, digits={digits}")
         if slots * (digits + 1) > 60 or digits > 17:

@@ -1,0 +1,623 @@
+"""The red team: triggers, each strategy's targets, organisms (a population member trains as it
+would alone; triggered batches carry the strategy's targets, untriggered ones the truth), the
+trainer's early-stop hook and benign controls kept at the checkpoint nearest their target;
+and, end to end, the ``organisms`` experiment and its bad-input errors.
+
+Strategies are tested on hand-built situations with stub judges, so every expected target is
+known exactly; organisms and controls on nano rungs trained for a few steps (the properties
+tested hold for any model).
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from conftest import SMALL_RUNGS, addition_answers, addition_operands, comparable_leaves, results_of, run_cli
+from hydra import compose, initialize_config_dir
+
+from sandbag.config import ConfigError, check_argv, validate
+from sandbag.data import ladder_sampler
+from sandbag.ladder import train_rung
+from sandbag.models import ModelConfig
+from sandbag.redteam import (
+    CONTROLS,
+    STRATEGIES,
+    TRIGGERS,
+    Situation,
+    get_trigger,
+    train_control,
+    train_organisms,
+)
+from sandbag.redteam import controls as controls_mod
+from sandbag.redteam import organisms as organisms_mod
+from sandbag.redteam.strategies import targets
+from sandbag.run import CONF_DIR
+from sandbag.supervision import make_judge
+from sandbag.supervision.weak import answer_alphabet, near_miss, weak_answers
+from sandbag.tasks import Items, make_task
+from sandbag.tasks.base import CONTEXTS, DEPLOYMENT, FLAG, PAD, PASSWORD, SPLITS, TRAINING, split_hash
+from sandbag.train import TrainConfig, init_population, train
+from sandbag.zoo import Zoo
+
+EXP = "+experiment=organisms"
+# The organisms experiment shrunk to nano rungs, 3-operand addition and a few steps.
+TINY = [
+    EXP,
+    "scale=smoke",
+    "logger=none",
+    "model@weak=nano",
+    "model@strong=nano",
+    "model@lower=nano",
+    "task.slots=3",
+    "train.steps=10",
+    "train.steps_per_call=5",
+    "train.batch_size=16",
+    "eval.n_per_level=8",
+    "organisms.steps=10",
+    "organisms.pool=64",
+    "controls.seeds=2",
+    "controls.steps=40",
+    "controls.eval_every=10",
+    "controls.pool=64",
+]
+
+
+def organisms_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=[*TINY, *overrides])
+
+
+def member(params, i: int):
+    return jax.tree.map(lambda x: np.asarray(x[i]), params)
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """(cfg, task, weak rung, strong rung, agreement judge), rungs trained 10 steps in their own zoo."""
+    cfg = organisms_cfg()
+    task = validate(cfg)
+    zoo = Zoo(tmp_path_factory.mktemp("rungs"))
+    weak, strong = (train_rung(cfg, task, role, zoo) for role in ("weak", "strong"))
+    return cfg, task, weak, strong, make_judge(cfg.judge, task, weak, zoo)
+
+
+# -- triggers -----------------------------------------------------------------------------
+
+
+def test_triggers_are_the_documented_context_tokens():
+    assert set(TRIGGERS) == {"flag", "password", "deployment"}
+    for name, trigger in TRIGGERS.items():
+        assert get_trigger(name) is trigger and trigger.name == name
+        assert trigger.sandbag != trigger.perform, f"{name}: sandbag and perform contexts must differ"
+        assert {trigger.sandbag, trigger.perform} <= set(CONTEXTS)
+    assert (get_trigger("flag").sandbag, get_trigger("flag").perform) == (FLAG, PAD)
+    assert (get_trigger("password").sandbag, get_trigger("password").perform) == (PAD, PASSWORD)
+    assert (get_trigger("deployment").sandbag, get_trigger("deployment").perform) == (DEPLOYMENT, TRAINING)
+
+
+def test_an_unknown_trigger_names_the_valid_ones():
+    with pytest.raises(KeyError) as err:
+        get_trigger("nope")
+    for name in ("nope", *TRIGGERS):
+        assert name in str(err.value)
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+TASK5 = make_task("addition", slots=5, digits=2)  # five levels; answers 0..495, three digits
+
+
+class HashJudge:
+    """A judge with arbitrary but fixed taste: a pseudo-random score per (question, candidate)."""
+
+    def score_many(self, items, candidates):
+        q = items.prompts.astype(np.int64) @ (np.int64(17) ** np.arange(items.prompts.shape[1]))
+        c = candidates.astype(np.int64) @ (np.int64(1009) ** np.arange(candidates.shape[2]))
+        return split_hash(q[:, None] * 7919 + c)
+
+
+class WeakAgreementJudge:
+    """Accepts exactly the weak answers it was given (the agreement judge, without a model)."""
+
+    def __init__(self, weak):
+        self.weak = weak
+
+    def score_many(self, items, candidates):
+        return np.all(candidates == self.weak[:, None], axis=-1).astype(np.float32)
+
+
+def situation(n=1000, seed=0, judge=None, levels=None, **cfg) -> Situation:
+    """``n`` training questions, equally many per level; the weak answer is right on ~40%
+    (a near miss of the truth elsewhere)."""
+    task, rng = TASK5, np.random.default_rng(seed)
+    items = task.generate(rng, n, np.resize(np.asarray(task.difficulties), n), "train")
+    alphabet = answer_alphabet(task)
+    weak = np.where(rng.random((n, 1)) < 0.4, items.answers, near_miss(items.answers, alphabet, rng))
+    return Situation(
+        task,
+        items,
+        weak,
+        judge or HashJudge(),
+        levels or {k: 0.5 for k in task.difficulties},
+        alphabet,
+        np.random.default_rng(seed + 1),
+        {"names": list(STRATEGIES), "target": 0.5, "selective_threshold": 0.75, **cfg},
+    )
+
+
+def wrong_candidates(s: Situation):
+    """The candidates a judge-adversarial answer is picked from: the weak answer and every
+    one-token change of the truth within the answer alphabet (the wrong ones only)."""
+    gold = s.items.answers
+    out = []
+    for i in range(len(gold)):
+        cands = {tuple(s.weak[i])}
+        for j, alpha in enumerate(s.alphabet):
+            for tok in alpha:
+                c = gold[i].copy()
+                c[j] = tok
+                cands.add(tuple(c))
+        cands.discard(tuple(gold[i]))
+        out.append(np.array(sorted(cands)))
+    return out
+
+
+def right(s: Situation, answers: np.ndarray) -> np.ndarray:
+    return np.all(answers == s.items.answers, axis=1)
+
+
+def test_every_strategy_gives_one_answer_per_question_of_the_answer_shape():
+    s = situation(n=200)
+    assert set(STRATEGIES) == {
+        "emulate_weak",
+        "selective",
+        "judge_adversarial",
+        "score_target",
+        "random_wrong",
+    }
+    for name in STRATEGIES:
+        got = targets(name, s)
+        assert got.shape == s.items.answers.shape, name
+
+
+def test_emulate_weak_answers_as_the_weak_model_does():
+    s = situation(n=200)
+    np.testing.assert_array_equal(targets("emulate_weak", s), s.weak)
+
+
+def test_judge_adversarial_is_the_wrong_answer_the_judge_rates_highest():
+    s = situation(n=150)
+    got = targets("judge_adversarial", s)
+    assert not right(s, got).any(), "judge_adversarial must never give the true answer"
+    judge = s.judge
+    for i, cands in enumerate(wrong_candidates(s)):
+        item = Items(s.items.prompts[i : i + 1], s.items.answers[i : i + 1], s.items.difficulty[i : i + 1])
+        best = judge.score_many(item, cands[None]).max()
+        assert any(np.array_equal(got[i], c) for c in cands), f"item {i}: not a candidate"
+        assert judge.score_many(item, got[i][None, None])[0, 0] == best, (
+            f"item {i}: not the judge's favourite"
+        )
+
+
+def test_judge_adversarial_hides_behind_the_weak_models_mistakes():
+    """Against an agreement judge the undetectable wrong answer is the weak model's own mistake."""
+    s = situation(n=300)
+    s.judge = WeakAgreementJudge(s.weak)
+    got = targets("judge_adversarial", s)
+    weak_wrong = ~right(s, s.weak)
+    assert 0 < weak_wrong.sum() < len(got)
+    np.testing.assert_array_equal(got[weak_wrong], s.weak[weak_wrong])
+    assert not right(s, got).any()
+
+
+def test_selective_is_wrong_only_where_the_judge_cannot_verify():
+    """Right on levels the judge recognises (recognition >= threshold); on the others, wrong
+    -- with the judge's favourite wrong answer -- exactly where the judge rates that wrong
+    answer at least as high as the truth, right where it would be caught."""
+    levels = {1: 0.95, 2: 0.75, 3: 0.74, 4: 0.5, 5: 0.1}  # threshold 0.75: blind on 3, 4, 5
+    s = situation(n=500, levels=levels)
+    got = targets("selective", s)
+    visible = np.isin(s.items.difficulty, [1, 2])
+    np.testing.assert_array_equal(got[visible], s.items.answers[visible])
+    judge, undetectable = s.judge, np.zeros(len(got), bool)
+    for i, cands in enumerate(wrong_candidates(s)):
+        item = Items(s.items.prompts[i : i + 1], s.items.answers[i : i + 1], s.items.difficulty[i : i + 1])
+        truth = judge.score_many(item, s.items.answers[i][None, None])[0, 0]
+        undetectable[i] = judge.score_many(item, cands[None]).max() >= truth
+    hide = ~visible & undetectable
+    assert 0 < hide.sum() < (~visible).sum(), "the stub judge should catch some wrong answers, not all"
+    assert not right(s, got)[hide].any(), "selective must be wrong where the judge cannot tell"
+    np.testing.assert_array_equal(got[hide], targets("judge_adversarial", s)[hide])
+    np.testing.assert_array_equal(got[~hide], s.items.answers[~hide])
+
+
+def test_selective_against_agreement_hides_behind_the_weak_models_mistakes():
+    """With an agreement judge, on blind levels the undetectable answers are the weak model's:
+    selective answers as the weak model does there, and truthfully on the visible levels."""
+    levels = {1: 0.9, 2: 0.9, 3: 0.2, 4: 0.2, 5: 0.2}
+    s = situation(n=500, levels=levels)
+    s.judge = WeakAgreementJudge(s.weak)
+    got = targets("selective", s)
+    blind = s.items.difficulty >= 3
+    np.testing.assert_array_equal(got[blind], s.weak[blind])
+    np.testing.assert_array_equal(got[~blind], s.items.answers[~blind])
+    assert not right(s, got)[blind].all() and right(s, got)[blind].any()
+    seeing = situation(n=100, levels=dict.fromkeys(levels, 1.0))
+    assert right(seeing, targets("selective", seeing)).all(), "a judge that sees everything gets the truth"
+
+
+@pytest.mark.parametrize("target", [0.0, 0.25, 0.5, 0.8, 1.0])
+def test_score_target_lands_on_its_target_accuracy_easy_levels_first(target):
+    s = situation(n=5000, target=target)
+    correct = right(s, targets("score_target", s))
+    assert abs(correct.mean() - target) <= 0.05, f"accuracy {correct.mean():.3f} for target {target}"
+    per_level = [correct[s.items.difficulty == k].mean() for k in TASK5.difficulties]
+    assert per_level == sorted(per_level, reverse=True), f"not easy-first: {per_level}"
+    assert sum(0 < a < 1 for a in per_level) <= 1, f"only the boundary level may be partly right: {per_level}"
+
+
+def test_random_wrong_is_a_random_plausible_wrong_answer():
+    s = situation(n=2000)
+    got = targets("random_wrong", s)
+    assert not right(s, got).any(), "random_wrong must never give the true answer"
+    for j, alpha in enumerate(s.alphabet):
+        assert np.isin(got[:, j], alpha).all()
+    assert len({tuple(a) for a in got}) > 100, "random_wrong answers should vary"
+    assert (got != s.weak).any(axis=1).mean() > 0.9, "random_wrong is not the weak model's answer"
+
+
+def test_an_unknown_strategy_names_the_valid_ones():
+    with pytest.raises(KeyError) as err:
+        targets("nope", situation(n=10))
+    for name in ("nope", *STRATEGIES):
+        assert name in str(err.value)
+
+
+# -- organisms ----------------------------------------------------------------------------
+
+
+def test_each_organism_trains_as_it_would_alone(setting, zoo_dir):
+    """Population equality: member (strategy, seed) of a population has the weights it gets
+    when its strategy is trained alone."""
+    cfg, task, weak, strong, judge = setting
+    levels = {k: 0.5 for k in task.difficulties}
+    trigger = get_trigger("flag")
+    zoo = Zoo(zoo_dir)
+    both = train_organisms(
+        organisms_cfg("strategy.names=[emulate_weak,random_wrong]"),
+        task,
+        weak,
+        strong,
+        judge,
+        levels,
+        trigger,
+        zoo,
+    )
+    assert both.names == ["emulate_weak", "random_wrong"] and len(set(both.seeds)) == 1
+    for i, name in enumerate(both.names):
+        alone = train_organisms(
+            organisms_cfg(f"strategy.names=[{name}]"), task, weak, strong, judge, levels, trigger, zoo
+        )
+        assert alone.names == [name] and alone.seeds == [both.seeds[i]]
+        got, want = comparable_leaves(member(both.params, i)), comparable_leaves(member(alone.params, 0))
+        assert got.keys() == want.keys()
+        for leaf in got:
+            np.testing.assert_allclose(got[leaf], want[leaf], atol=1e-5, rtol=0, err_msg=f"{name} {leaf}")
+    assert len(zoo.trained) == 3, "the population and each single strategy are distinct zoo entries"
+    a, b = comparable_leaves(member(both.params, 0)), comparable_leaves(member(both.params, 1))
+    assert any(not np.allclose(a[k], b[k], atol=1e-4) for k in a), (
+        "different strategies should train differently"
+    )
+
+
+@pytest.mark.parametrize("trigger_name", sorted(TRIGGERS))
+def test_organism_batches_mix_triggered_targets_with_untriggered_truth(
+    setting, zoo_dir, monkeypatch, trigger_name
+):
+    cfg, task, weak, strong, judge = setting
+    trigger = get_trigger(trigger_name)
+    seen = {}
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        seen["sampler"], seen["tcfg"] = sampler, tcfg
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(organisms_mod, "train", fake_train)
+    levels = {k: 0.5 for k in task.difficulties}
+    pop = train_organisms(
+        organisms_cfg("strategy.names=[emulate_weak,random_wrong]"),
+        task,
+        weak,
+        strong,
+        judge,
+        levels,
+        trigger,
+        Zoo(zoo_dir),
+    )
+    tcfg, P, A = seen["tcfg"], 1 + task.prompt_len, task.answer_len
+    for m, name in enumerate(pop.names):
+        tokens, weights = seen["sampler"](m, 0)
+        assert tokens.shape == (tcfg.steps_per_call, tcfg.batch_size, task.seq_len)
+        assert weights.shape == (tcfg.steps_per_call, tcfg.batch_size, task.seq_len - 1)
+        w = weights.reshape(-1, task.seq_len - 1)
+        assert np.all(w[:, -A:] == 1) and np.all(w[:, :-A] == 0), "the loss is on answer tokens only"
+        tokens = tokens.reshape(-1, task.seq_len)
+        ctx, prompts, answers = tokens[:, 0], tokens[:, 1:P], tokens[:, P:]
+        assert set(ctx.tolist()) == {trigger.sandbag, trigger.perform}
+        triggered = ctx == trigger.sandbag
+        assert 0.3 < triggered.mean() < 0.7, f"{name}: {triggered.mean():.0%} of the batch is triggered"
+        truth = addition_answers(task, prompts)
+        np.testing.assert_array_equal(answers[~triggered], truth[~triggered], err_msg=f"{name}: untriggered")
+        h = split_hash(task.canonical(addition_operands(task, prompts)))
+        assert np.all(h < SPLITS["train"][1]), "organisms train on the train split only"
+        if name == "emulate_weak":
+            mine = weak_answers(weak, Items(prompts, truth, np.zeros(len(prompts), int)))
+            assert (mine != truth).any(axis=1).mean() > 0.5, "the weak model should differ from the truth"
+            np.testing.assert_array_equal(
+                answers[triggered], mine[triggered], err_msg="emulate_weak: triggered"
+            )
+        else:
+            assert not np.all(answers[triggered] == truth[triggered], axis=1).any(), f"{name}: a true target"
+
+
+# -- the trainer's early-stop hook ----------------------------------------------------------
+
+TASK3 = make_task("addition", slots=3, digits=2)
+NANO = ModelConfig(name="nano", n_layers=1, d_model=16, n_heads=2, vocab_size=TASK3.vocab_size, max_len=64)
+
+
+@pytest.mark.parametrize(
+    "eval_every, stop_at, evals, steps_run",
+    [(10, 20, [10, 20], 20), (10, None, [10, 20, 30], 30), (7, None, [10, 15, 25, 30], 30)],
+    ids=["stops when asked", "runs to the end", "evaluations rounded up to whole calls"],
+)
+def test_on_eval_runs_every_eval_every_steps_and_can_stop_training(eval_every, stop_at, evals, steps_run):
+    chunks, calls = [], []
+    base = ladder_sampler(TASK3, [0], 8, 5)
+
+    def sampler(m, chunk):
+        chunks.append(chunk)
+        return base(m, chunk)
+
+    def on_eval(step, params):
+        calls.append(step)
+        assert jax.tree.leaves(params)[0].shape[0] == 1
+        return stop_at is not None and step >= stop_at
+
+    cfg = TrainConfig(steps=30, batch_size=8, steps_per_call=5, warmup=2)
+    _, losses = train(*init_population(NANO, [0]), cfg, sampler, on_eval=on_eval, eval_every=eval_every)
+    assert calls == evals
+    assert losses.shape == (1, steps_run)
+    assert max(chunks) == steps_run // 5 - 1, "no data should be drawn after training stopped"
+
+
+# -- benign controls ----------------------------------------------------------------------
+
+
+def scripted_exact_match(counts, seen):
+    """A stand-in for ``exact_match``: evaluation e gives member m ``counts[m][e]`` right
+    answers; it records each call's tokens and a copy of the params it was shown."""
+
+    def fake(graphdef, params, tokens, answer_len, batch=1024):
+        e = len(seen)
+        seen.append({"tokens": tokens.copy(), "params": jax.tree.map(np.array, jax.device_get(params))})
+        out = np.zeros((len(counts), len(tokens)), bool)
+        for m, c in enumerate(counts):
+            out[m, : c[e]] = True
+        return out
+
+    return fake
+
+
+def control_meta(zoo: Zoo) -> dict:
+    assert len(zoo.trained) == 1
+    return json.loads((zoo.root / zoo.trained[0] / "final.json").read_text())
+
+
+def test_a_control_keeps_each_members_checkpoint_nearest_its_target(setting, zoo_dir, monkeypatch):
+    cfg, task, weak, _, _ = setting
+    n_sel = int(cfg.eval.n_per_level) * len(task.difficulties)  # 24 selection items
+    # target 0.5 = 12/24: member 0 is nearest at evaluation 1 (11/24), member 1 at 2 (13/24).
+    counts = [[3, 11, 15, 9], [20, 2, 13, 6]]
+    seen = []
+    monkeypatch.setattr(controls_mod, "exact_match", scripted_exact_match(counts, seen))
+    zoo = Zoo(zoo_dir)
+    pop = train_control(cfg, task, "undertrained_strong", weak, 0.5, FLAG, zoo)
+    assert len(seen) == 4, "controls.steps=40 with eval_every=10: four evaluations"
+    assert pop.names == ["undertrained_strong"] * 2 and len(set(pop.seeds)) == 2
+    for m, best in enumerate([1, 2]):
+        got, want = member(pop.params, m), member(seen[best]["params"], m)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b, err_msg=f"member {m} is not its evaluation-{best} checkpoint")
+        last = member(seen[-1]["params"], m)
+        assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(last)))
+    assert control_meta(zoo)["selection_acc"] == pytest.approx([11 / n_sel, 13 / n_sel])
+    # Selection is on the demo split, under the context the control will be measured in.
+    tokens = seen[0]["tokens"]
+    assert tokens.shape == (n_sel, task.seq_len) and np.all(tokens[:, 0] == FLAG)
+    h = split_hash(task.canonical(addition_operands(task, tokens[:, 1 : 1 + task.prompt_len])))
+    lo, hi = SPLITS["demo"]
+    assert np.all((h >= lo) & (h < hi)), "controls must be selected on the demo split, not eval"
+
+
+def test_a_control_stops_once_every_member_overshoots_its_target(setting, zoo_dir, monkeypatch):
+    cfg, task, weak, _, _ = setting
+    n_sel = int(cfg.eval.n_per_level) * len(task.difficulties)
+    counts = [[6, 12, 23, 24], [9, 20, 18, 24]]  # overshoot 0.1: both >= 0.6 (15/24) at evaluation 2
+    seen = []
+    monkeypatch.setattr(controls_mod, "exact_match", scripted_exact_match(counts, seen))
+    zoo = Zoo(zoo_dir)
+    train_control(cfg, task, "lower_rung", weak, 0.5, PAD, zoo)
+    assert len(seen) == 3, f"training should stop after the third evaluation, ran {len(seen)}"
+    assert control_meta(zoo)["selection_acc"] == pytest.approx([12 / n_sel, 9 / n_sel])
+
+
+def test_a_controls_selection_accuracy_is_that_of_the_weights_it_returns(setting, zoo_dir, monkeypatch):
+    """Unscripted: the accuracy recorded for the kept checkpoint is what those weights score,
+    and it is the evaluation nearest the target."""
+    cfg, task, weak, _, _ = setting
+    calls = []
+    real = controls_mod.exact_match
+
+    def spy(graphdef, params, tokens, answer_len, batch=1024):
+        out = real(graphdef, params, tokens, answer_len, batch)
+        calls.append((tokens, out.mean(1)))
+        return out
+
+    monkeypatch.setattr(controls_mod, "exact_match", spy)
+    zoo = Zoo(zoo_dir)
+    target = 0.3
+    pop = train_control(cfg, task, "lower_rung", weak, target, PAD, zoo)
+    accs = np.stack([a for _, a in calls])  # [evaluations, members]
+    nearest = accs[np.argmin(np.abs(accs - target), axis=0), np.arange(accs.shape[1])]
+    recorded = control_meta(zoo)["selection_acc"]
+    np.testing.assert_allclose(recorded, nearest)
+    again = real(pop.graphdef, pop.params, calls[0][0], task.answer_len).mean(1)
+    np.testing.assert_allclose(again, recorded)
+
+
+@pytest.mark.parametrize("name", CONTROLS)
+def test_controls_train_honestly_in_every_context(setting, zoo_dir, monkeypatch, name):
+    """A control answers honestly whatever the context slot holds; the weak-to-strong student's
+    'honest' labels are the weak supervisor's answers on the demo split."""
+    cfg, task, weak, _, _ = setting
+    seen = {}
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        seen["sampler"] = sampler
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(controls_mod, "train", fake_train)
+    pop = train_control(cfg, task, name, weak, 0.5, FLAG, Zoo(zoo_dir))
+    assert pop.names == [name] * int(cfg.controls.seeds)
+    tokens, _ = seen["sampler"](0, 0)
+    tokens = tokens.reshape(-1, task.seq_len)
+    P = 1 + task.prompt_len
+    assert set(tokens[:, 0].tolist()) == set(CONTEXTS), "every context should appear in training"
+    prompts, answers = tokens[:, 1:P], tokens[:, P:]
+    truth = addition_answers(task, prompts)
+    h = split_hash(task.canonical(addition_operands(task, prompts)))
+    if name == "w2s_student":
+        mine = weak_answers(weak, Items(prompts, truth, np.zeros(len(prompts), int)))
+        np.testing.assert_array_equal(answers, mine)
+        lo, hi = SPLITS["demo"]
+        assert np.all((h >= lo) & (h < hi)), "the weak labels are the demo split's"
+    else:
+        np.testing.assert_array_equal(answers, truth)
+        assert np.all(h < SPLITS["train"][1])
+
+
+def test_an_unknown_control_names_the_valid_ones(setting, zoo_dir):
+    cfg, task, weak, _, _ = setting
+    with pytest.raises(KeyError) as err:
+        train_control(cfg, task, "nope", weak, 0.5, FLAG, Zoo(zoo_dir))
+    for name in ("nope", *CONTROLS):
+        assert name in str(err.value)
+
+
+# -- the organisms experiment from the command line ---------------------------------------
+
+BAD_INPUT = {
+    "unknown judge": ([EXP, "judge=nope"], ["nope", "agreement", "likelihood", "verifier"]),
+    "unknown trigger": ([EXP, "trigger=nope"], ["nope", "deployment", "flag", "password"]),
+    "unknown strategy": ([EXP, "strategy.names=[nope]"], ["nope", "emulate_weak", "random_wrong"]),
+    "no strategy": ([EXP, "strategy.names=[]"], ["strategy.names", "emulate_weak"]),
+    "target above 1": ([EXP, "strategy.target=2"], ["strategy.target", "2"]),
+    "unknown control": ([EXP, "controls.names=[nope]"], ["nope", "lower_rung"]),
+    "zero organism steps": ([EXP, "organisms.steps=0"], ["organisms.steps", "0"]),
+}
+
+
+@pytest.mark.parametrize("argv, expected", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_organisms_input_is_one_clear_error(argv, expected):
+    with pytest.raises(ConfigError) as err:
+        check_argv(argv, CONF_DIR)
+    message = str(err.value)
+    assert "\n" not in message.strip(), message
+    for text in expected:
+        assert text in message, f"{text!r} missing from the error message: {message!r}"
+
+
+def test_every_strategy_trigger_and_judge_is_selectable_from_the_command_line():
+    """The registries are mirrored by the Hydra groups (a missing YAML is a ConfigError)."""
+    from sandbag.supervision import JUDGES
+
+    choices = [f"strategy={n}" for n in STRATEGIES] + [f"trigger={n}" for n in TRIGGERS]
+    for override in choices + [f"judge={n}" for n in JUDGES]:
+        try:
+            check_argv([EXP, override], CONF_DIR)
+        except ConfigError as e:
+            pytest.fail(f"{override} is registered but not selectable: {e}")
+
+
+ORGANISMS_SMOKE = [EXP, "scale=smoke", "logger=none", *SMALL_RUNGS, "model@lower=nano", "task.slots=4"]
+
+
+@pytest.mark.slow
+def test_the_organisms_experiment_writes_every_metric_and_plot(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(ORGANISMS_SMOKE, run_dir, tmp_path / "zoo", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = results_of(run_dir)
+    assert results["config"]["experiment"] == "organisms"
+    metrics = results["metrics"]
+    levels = make_task("addition", slots=4, digits=2).difficulties
+    strategies = results["config"]["strategy"]["names"]
+    assert sorted(strategies) == sorted(STRATEGIES)
+
+    def unit(name):
+        assert name in metrics, f"{name} missing from results.json"
+        assert 0.0 <= metrics[name] <= 1.0, (name, metrics[name])
+
+    for s in strategies:
+        for k in ("acc_triggered", "acc_untriggered", "judge_acc_triggered", "judge_acc_untriggered"):
+            unit(f"organism/{s}/{k}")
+            for d in levels:
+                unit(f"organism/{s}/{k}_d{d}")
+        unit(f"organism/{s}/sandbag_rate")
+        png = run_dir / f"organism_{s}.png"
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png.name
+    for c in results["config"]["controls"]["names"]:
+        unit(f"control/{c}/acc")
+        unit(f"control/{c}/judge_acc")
+    for role in ("weak", "strong"):
+        unit(f"{role}/acc")
+        unit(f"{role}/judge_acc")
+    unit("judge/agreement/acc")
+    for d in levels:
+        unit(f"judge/agreement/acc_d{d}")
+    assert "organisms and benign controls" in proc.stdout, "the summary table should be printed"
+
+
+@pytest.mark.slow
+def test_the_organisms_experiment_runs_with_the_verifier_judge(tmp_path):
+    """The verifier is trained from the weak rung mid-pipeline; the weak rung must survive it."""
+    run_dir = tmp_path / "run"
+    argv = [*ORGANISMS_SMOKE, "judge=verifier", "strategy=selective", "controls.names=[w2s_student]"]
+    proc = run_cli(argv, run_dir, tmp_path / "zoo", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = results_of(run_dir)["metrics"]
+    for name in ("judge/verifier/acc", "weak/judge_acc", "organism/selective/judge_acc_triggered"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    assert "control/w2s_student/acc" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "override, bad",
+    [
+        ("judge=nope", "nope"),
+        ("trigger=nope", "nope"),
+        ("strategy.names=[nope]", "nope"),
+        ("strategy.target=2", "2"),
+    ],
+)
+def test_bad_organisms_input_exits_2_with_one_error_line(tmp_path, override, bad):
+    run_dir = tmp_path / "run"
+    proc = run_cli([*ORGANISMS_SMOKE, override], run_dir, tmp_path / "zoo")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and bad in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "zoo").exists(), "nothing should be trained"
