@@ -108,7 +108,7 @@ def _validate_teams(cfg: DictConfig) -> None:
             raise ConfigError(f"unknown control {name!r}; valid: {', '.join(CONTROLS)}")
     for block, fields in (
         ("organisms", ("seeds", "steps", "warmup", "pool")),
-        ("controls", ("seeds", "steps", "warmup", "eval_every", "pool")),
+        ("controls", ("seeds", "steps", "warmup", "eval_every", "pool", "patience")),
         ("verifier", ("steps", "pool")),
     ):
         for field in fields:

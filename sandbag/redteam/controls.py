@@ -3,7 +3,9 @@
 Each control trains with the shared trainer from scratch, honestly in every context (its
 context slot holds any cue at random, so a trigger token is nothing new to it), and is
 early-stopped per member at the checkpoint whose accuracy on a selection set (``demo``
-split, not the eval split that results report) is nearest ``target``:
+split, not the eval split that results report) is nearest ``target``. Training ends when
+every member has passed the target by ``overshoot`` or stopped getting closer for
+``patience`` evaluations (a weak-to-strong student may plateau below it):
 
 - ``lower_rung``: a lower rung of the ladder (``model@lower``) on ground truth;
 - ``undertrained_strong``: the strong rung on ground truth, stopped early;
@@ -58,6 +60,7 @@ def train_control(
         "context": context,
         "train": asdict(tcfg),
         "eval_every": int(block.eval_every),
+        "stop": [float(block.overshoot), int(block.patience)],
         "seeds": seeds,
         "pool": int(block.pool),
     }
@@ -83,6 +86,7 @@ def train_control(
             "params": jax.device_get(start),
             "gap": np.full(len(seeds), np.inf),
             "acc": np.zeros(len(seeds)),
+            "stale": np.zeros(len(seeds), int),  # evaluations since a member last got closer
         }
 
         def on_eval(step, params):
@@ -98,7 +102,9 @@ def train_control(
                 )
                 best["gap"] = np.where(better, gap, best["gap"])
                 best["acc"] = np.where(better, acc, best["acc"])
-            return bool(np.all(acc >= target + float(block.overshoot)))
+            best["stale"] = np.where(better, 0, best["stale"] + 1)
+            done = (acc >= target + float(block.overshoot)) | (best["stale"] >= int(block.patience))
+            return bool(np.all(done))
 
         train(
             graphdef,
