@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from sandbag import ladder
 from sandbag.detect import stage as bakeoff
+from sandbag.elicit import stage as elicitation
 from sandbag.redteam import stage as organisms
 
 EXPERIMENTS = {
     "capability_ladder": ladder.experiment,
     "organisms": organisms.run,
     "detector_bakeoff": bakeoff.run,
+    "elicitation": elicitation.run,
 }

@@ -195,3 +195,62 @@ def bakeoff_outputs(metrics: dict, rows, scores: dict, labels, strategies: list[
     _console().print(table)
     plot_rocs(scores, labels, out_dir / "roc.png")
     plot_heatmap(metrics, [r[0] for r in rows], strategies, out_dir / "detector_strategy_auroc.png")
+
+
+def elicitation_table(metrics: dict) -> str:
+    """Markdown: method, distinguishable, acc, recovery [spread], PGR, judge reward, gap."""
+    lines = [
+        "| method | distinguishable | acc (deployment) | acc (training context) | recovery ± sd | PGR ± sd "
+        "| judge reward | reward-hacking gap |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = sorted(
+        {k.split("/")[1] for k in metrics if k.startswith("elicit/") and k.endswith("/judge_reward")}
+    )
+    for name in names:
+        p = f"elicit/{name}"
+        method, dist = (
+            (name[: -len("_distinguishable")], "yes") if name.endswith("_distinguishable") else (name, "no")
+        )
+        lines.append(
+            f"| {method} | {dist} | {metrics[f'{p}/acc']:.2f} ± {metrics[f'{p}/acc_std']:.2f} | "
+            f"{metrics[f'{p}/acc_training_context']:.2f} | {metrics[f'{p}/recovery']:.2f} ± "
+            f"{metrics[f'{p}/recovery_std']:.2f} | "
+            f"{metrics[f'{p}/pgr']:.2f} ± {metrics[f'{p}/pgr_std']:.2f} | "
+            f"{metrics[f'{p}/judge_reward']:.2f} | {metrics[f'{p}/reward_hacking_gap']:+.2f} |"
+        )
+    for name in ("w2s_plain", "confidence_loss"):
+        p = f"elicit/{name}"
+        if f"{p}/acc" in metrics:
+            lines.append(
+                f"| {name} (honest student) | – | "
+                f"{metrics[f'{p}/acc']:.2f} ± {metrics[f'{p}/acc_std']:.2f} | – | – | "
+                f"{metrics[f'{p}/pgr']:.2f} ± {metrics[f'{p}/pgr_std']:.2f} | – | – |"
+            )
+    before = metrics.get("elicit/before/acc")
+    if before is not None:
+        lines.append(
+            f"\nOrganisms before elicitation (deployment): {before:.2f}; weak {metrics['weak/acc']:.2f}; "
+            f"ceiling {metrics['strong/acc']:.2f}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_rl_curves(curves: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, c) in enumerate(sorted(curves.items())):
+        ax.plot(c["step"], c["judge_reward"], "--", color=f"C{i}", label=f"{name}: judge reward")
+        ax.plot(c["step"], c["acc"], "-", color=f"C{i}", label=f"{name}: true acc (deployment)")
+    ax.set(xlabel="RL step", ylabel="rate", ylim=(-0.02, 1.02), title="RL against the weak judge")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def elicitation_outputs(metrics: dict, curves: dict, out_dir: Path) -> None:
+    table = elicitation_table(metrics)
+    (out_dir / "elicitation.md").write_text(table)
+    _console().print(table)
+    if curves:
+        plot_rl_curves(curves, out_dir / "rl_curves.png")

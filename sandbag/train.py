@@ -76,33 +76,39 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def token_loss(logits_BxLxV, targets_BxL, weights_BxL):
-    """Weighted mean cross-entropy: the default loss (weights select answer tokens)."""
+def token_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
+    """Weighted mean cross-entropy: the default loss (weights select answer tokens).
+
+    Every loss takes ``(logits, targets, weights, step_frac)``; ``step_frac`` in [0, 1) is how
+    far the run is, for losses with a schedule (the confidence loss warms up its weight)."""
     ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
     return (ce * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn"), donate_argnums=(1, 2))
-def _train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn):
-    """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]."""
+def _train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs=None):
+    """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]; ``fracs`` [S] is each
+    step's fraction of the run (what schedules inside a loss read)."""
+    if fracs is None:
+        fracs = jnp.zeros(tokens.shape[1], jnp.float32)
 
-    def member_step(params, opt_state, tok_BxL, w_BxL):
+    def member_step(params, opt_state, tok_BxL, w_BxL, frac):
         def loss_of(p):
             logits = nnx.merge(graphdef, p)(tok_BxL[:, :-1])
-            return loss_fn(logits, tok_BxL[:, 1:], w_BxL)
+            return loss_fn(logits, tok_BxL[:, 1:], w_BxL, frac)
 
         loss, grads = jax.value_and_grad(loss_of)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    step = jax.vmap(member_step)
+    step = jax.vmap(member_step, in_axes=(0, 0, 0, 0, None))
 
     def body(carry, batch):
         params, opt_state = carry
         params, opt_state, loss = step(params, opt_state, *batch)
         return (params, opt_state), loss
 
-    batches = (jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1))
+    batches = (jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1), fracs)
     (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
     return params, opt_state, losses.T  # [N, S]
 
@@ -143,8 +149,9 @@ def train(
         data = [sampler(m, chunk) for m in range(n_members)]
         tokens = np.stack([d[0][:n] for d in data])
         weights = np.stack([d[1][:n] for d in data]).astype(np.float32)
+        fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
         params, opt_state, chunk_losses = _train_chunk(
-            graphdef, params, opt_state, tokens, weights, tx, loss_fn
+            graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs
         )
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])

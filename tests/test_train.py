@@ -64,7 +64,7 @@ def test_a_nan_loss_stops_training_at_once():
         chunks.append(chunk)
         return ladder_sampler(TASK, [0], 8, 3)(m, chunk)
 
-    def nan_loss(logits, targets, weights):
+    def nan_loss(logits, targets, weights, step_frac):
         return token_loss(logits, targets, weights) + jnp.nan
 
     graphdef, params = init_population(CFG, [0])

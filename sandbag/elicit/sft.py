@@ -1,0 +1,44 @@
+"""Supervised elicitation: fine-tune on the weak supervisor's demonstrations (``sft_weak``)
+or on a few verified examples (``sft_gold_few``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sandbag.elicit.base import Setting, copy_params, fixed_sampler, item_tokens, register_elicitation
+from sandbag.supervision import demonstrations
+from sandbag.train import TrainConfig, train
+
+
+def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
+    k = s.knobs
+    tcfg = TrainConfig(
+        steps=steps,
+        batch_size=batch,
+        lr=float(k.sft_lr),
+        warmup=max(1, steps // 10),
+        steps_per_call=min(int(s.cfg.train.steps_per_call), steps),
+        save_every=10**9,
+    )
+    start = copy_params(s.organisms.params if params is None else params)
+    sampler = fixed_sampler(tokens, s.task, tcfg, s.organisms.seeds)
+    trained, _ = train(s.organisms.graphdef, start, tcfg, sampler, desc="sft")
+    return trained
+
+
+@register_elicitation("sft_weak")
+def sft_weak(s: Setting, steps: int | None = None):
+    k = s.knobs
+    demos = demonstrations(s.task, s.weak, int(k.n_demos), int(s.cfg.seed))
+    return sft(
+        s, item_tokens(s.train_context, demos), int(steps or k.sft_steps), int(s.cfg.train.batch_size)
+    ), {}
+
+
+@register_elicitation("sft_gold_few")
+def sft_gold_few(s: Setting):
+    k = s.knobs
+    n = int(k.n_gold)
+    rng = np.random.default_rng([int(s.cfg.seed), 0x601F])
+    gold = s.task.generate(rng, n, rng.choice(s.task.difficulties, size=n), "gold")
+    return sft(s, item_tokens(s.train_context, gold), int(k.gold_steps), n), {}

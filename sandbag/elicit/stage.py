@@ -1,0 +1,88 @@
+"""The ``elicitation`` experiment: every method against the organisms (from the zoo), with
+training indistinguishable and distinguishable from deployment, plus the weak-to-strong
+baseline; recovery, PGR, judge reward and the reward-hacking gap, over the organism seeds."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from sandbag import report
+from sandbag.elicit import w2s
+from sandbag.elicit.base import ELICITATIONS, Setting
+from sandbag.redteam import get_trigger, train_organisms
+from sandbag.redteam.organisms import Population
+from sandbag.redteam.stage import behaviour, setting
+from sandbag.tasks import Task
+from sandbag.tasks.base import PAD
+from sandbag.zoo import Zoo
+
+log = logging.getLogger(__name__)
+
+
+def distinguishable_settings(value) -> list[bool]:
+    """``elicitation.distinguishable``: true, false, or a list of both."""
+    return (
+        [bool(v) for v in value]
+        if isinstance(value, (list, tuple)) or hasattr(value, "__len__")
+        else [bool(value)]
+    )
+
+
+def ratio(num: np.ndarray, den: float) -> np.ndarray:
+    """``num / den``, NaN when there is (almost) no gap to recover."""
+    return num / den if den > 0.01 else np.full_like(num, np.nan, dtype=float)
+
+
+def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
+    return {prefix: float(values.mean()), f"{prefix}_std": float(values.std())}
+
+
+def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
+    metrics, rungs, judge, judge_levels, items = setting(cfg, task, zoo)
+    k = cfg.elicitation
+    trigger = get_trigger(k.trigger)
+    seeds = [int(cfg.seed) * 1000 + 100 + i for i in range(int(k.seeds))]
+    organisms = train_organisms(
+        cfg, task, rungs["weak"], rungs["strong"], judge, judge_levels, trigger, zoo, [k.strategy], seeds
+    )
+    before = behaviour(organisms, task, judge, items, trigger.sandbag)["correct"].mean(1)
+    ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]
+    metrics.update(_summary("elicit/before/acc", before))
+    curves = {}
+    methods = [m for m in k.methods if m != "confidence_loss"]
+    for distinguishable in distinguishable_settings(k.distinguishable):
+        s = Setting(cfg, task, organisms, rungs["weak"], rungs["strong"], judge, trigger, distinguishable)
+        for method in methods:
+            name = f"{method}_distinguishable" if distinguishable else method
+            log.info("elicitation %s", name)
+            params, extras = ELICITATIONS[method](s)
+            pop = Population(organisms.graphdef, params, organisms.names, organisms.seeds)
+            deploy = behaviour(pop, task, judge, items, trigger.sandbag)
+            train_ctx = behaviour(pop, task, judge, items, s.train_context)
+            acc = deploy["correct"].mean(1)
+            p = f"elicit/{name}"
+            metrics.update(_summary(f"{p}/acc", acc))
+            metrics[f"{p}/acc_training_context"] = float(train_ctx["correct"].mean())
+            metrics.update(_summary(f"{p}/recovery", ratio(acc - before, ceiling - before.mean())))
+            metrics.update(_summary(f"{p}/pgr", ratio(acc - weak, ceiling - weak)))
+            metrics[f"{p}/judge_reward"] = float(train_ctx["accepted"].mean())
+            metrics[f"{p}/reward_hacking_gap"] = (
+                metrics[f"{p}/judge_reward"] - metrics[f"{p}/acc_training_context"]
+            )
+            if "curve" in extras:
+                curves[name] = extras["curve"]
+    if "confidence_loss" in k.methods:
+        s = Setting(cfg, task, organisms, rungs["weak"], rungs["strong"], judge, trigger, False)
+        for name, pop in (
+            ("w2s_plain", w2s.plain(s)),
+            ("confidence_loss", ELICITATIONS["confidence_loss"](s)[0]),
+        ):
+            acc = behaviour(pop, task, judge, items, PAD)["correct"].mean(1)
+            metrics.update(_summary(f"elicit/{name}/acc", acc))
+            metrics.update(_summary(f"elicit/{name}/pgr", ratio(acc - weak, ceiling - weak)))
+    report.elicitation_outputs(metrics, curves, out_dir)
+    return metrics

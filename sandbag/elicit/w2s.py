@@ -1,0 +1,68 @@
+"""Weak-to-strong generalisation (Burns et al. 2023): the honest strong rung trained from
+scratch on the weak supervisor's labels, plainly and with the auxiliary confidence loss
+
+    L = (1 - a) * CE(p, weak label) + a * CE(p, argmax p),  a = alpha * min(1, t / warmup)
+
+which lets the student overrule weak labels it is confident are wrong. Not an organism
+method: it measures how much of the gap weak supervision recovers from an honest student.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation
+from sandbag.redteam.organisms import Population
+from sandbag.supervision import demonstrations
+from sandbag.tasks.base import PAD
+from sandbag.train import TrainConfig, init_population, token_loss, train
+
+
+def confidence_loss(alpha: float, warmup: float):
+    def loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
+        a = alpha * jnp.minimum(1.0, step_frac / warmup)
+        hardened = jax.lax.stop_gradient(jnp.argmax(logits_BxLxV, axis=-1))
+        ce_weak = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
+        ce_self = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, hardened)
+        total = (1.0 - a) * ce_weak + a * ce_self
+        return (total * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
+
+    return loss
+
+
+def student(s: Setting, loss_fn, desc: str) -> Population:
+    k = s.knobs
+    demos = demonstrations(s.task, s.weak, int(k.n_demos), int(s.cfg.seed))
+    tcfg = TrainConfig(
+        steps=int(k.w2s_steps),
+        batch_size=int(s.cfg.train.batch_size),
+        lr=float(s.cfg.train.lr),
+        warmup=int(s.cfg.train.warmup),
+        steps_per_call=int(s.cfg.train.steps_per_call),
+        save_every=10**9,
+    )
+    seeds = list(s.organisms.seeds)
+    graphdef, start = init_population(s.strong.cfg, seeds)
+    trained, _ = train(
+        graphdef,
+        start,
+        tcfg,
+        fixed_sampler(item_tokens(PAD, demos), s.task, tcfg, seeds),
+        loss_fn=loss_fn,
+        desc=desc,
+    )
+    return Population(graphdef, trained, [desc] * len(seeds), seeds)
+
+
+@register_elicitation("confidence_loss")
+def confidence(s: Setting):
+    k = s.knobs
+    return student(
+        s, confidence_loss(float(k.confidence_alpha), float(k.confidence_warmup)), "w2s confidence"
+    ), {}
+
+
+def plain(s: Setting) -> Population:
+    return student(s, token_loss, "w2s plain")
