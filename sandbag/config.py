@@ -117,6 +117,42 @@ def _validate_teams(cfg: DictConfig) -> None:
         _positive(float(cfg[block].lr), f"{block}.lr", float)
     if cfg.experiment == "detector_bakeoff":
         _validate_bakeoff(cfg, STRATEGIES, TRIGGERS, CONTROLS)
+    if cfg.experiment == "elicitation":
+        _validate_elicitation(cfg, STRATEGIES, TRIGGERS)
+
+
+def _validate_elicitation(cfg: DictConfig, strategies, triggers) -> None:
+    from sandbag.elicit import ELICITATIONS
+
+    k = cfg.elicitation
+    for name in k.methods:
+        if name not in ELICITATIONS:
+            raise ConfigError(
+                f"unknown elicitation method {name!r}; valid: {', '.join(sorted(ELICITATIONS))}"
+            )
+    if k.trigger not in triggers:
+        raise ConfigError(f"unknown elicitation.trigger {k.trigger!r}; valid: {', '.join(sorted(triggers))}")
+    if k.strategy not in strategies:
+        raise ConfigError(
+            f"unknown elicitation.strategy {k.strategy!r}; valid: {', '.join(sorted(strategies))}"
+        )
+    d = k.distinguishable
+    if not (isinstance(d, bool) or (not isinstance(d, str) and all(isinstance(v, bool) for v in d))):
+        raise ConfigError(f"elicitation.distinguishable must be true, false or [false, true], got {d!r}")
+    for field in (
+        "seeds",
+        "n_demos",
+        "sft_steps",
+        "sft_short_steps",
+        "n_gold",
+        "gold_steps",
+        "rl_steps",
+        "rl_batch",
+        "rl_k",
+        "eval_every",
+        "w2s_steps",
+    ):
+        _positive(k.get(field), f"elicitation.{field}")
 
 
 def _validate_bakeoff(cfg: DictConfig, strategies, triggers, controls) -> None:
