@@ -56,7 +56,11 @@ class Detector:
         self.cost = {"forward_passes": 0, "train_steps": 0}
 
     def fit(self, view: View) -> None:
-        """Anything learnt from the blue team's reference population (default: nothing)."""
+        """Anything learnt from the blue team's reference population (default: nothing).
+
+        A detector that learns from the reference members sets ``reference_scores`` (one
+        array per reference group, out-of-fold) so the combined detector is not fit on
+        in-sample scores."""
 
     def score(self, pop, view: View) -> np.ndarray:
         """Suspicion per member of ``pop`` [M]: higher = more likely sandbagging; NaN = cannot score."""

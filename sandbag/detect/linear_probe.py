@@ -1,7 +1,8 @@
 """Linear probes (Goldowsky-Dill et al. 2025): logistic regression on per-layer activations,
 trained on the blue team's *reference* organisms (label 1) and controls (label 0), never on
 the scored population. Score: the mean probe probability over a member's deployment prompts.
-The layer is chosen by cross-validation on the reference population. A probe only applies to
+The layer is chosen by cross-validation (folds by member) on the reference population, and the
+reference members' own scores are out-of-fold. A probe only applies to
 models of the architecture it was trained on; others get NaN (and are left out of its AUROC).
 """
 
@@ -43,13 +44,14 @@ class LinearProbe(Detector):
     def fit(self, view):
         n = int(self.cfg["questions"])
         q = view.questions.subset(np.arange(min(n, len(view.questions.prompts))))
-        feats, labels, self.shape = [], [], None
-        for pop, member_labels, context in view.reference:
+        feats, labels, self.shape, owner = [], [], None, []
+        for g, (pop, member_labels, context) in enumerate(view.reference):
             acts = activations(pop, q, context)  # [M, layers, n, D]
             if self.shape is None:
                 self.shape = acts.shape[1:2] + acts.shape[3:]
             if acts.shape[1:2] + acts.shape[3:] != self.shape:
                 continue  # another architecture: this probe cannot read it
+            owner += [(g, i) for i in range(acts.shape[0])]
             feats.append(acts)
             labels.append(np.repeat(np.asarray(member_labels), acts.shape[2]))
             self.cost["forward_passes"] += acts.shape[0] * acts.shape[2]
@@ -63,8 +65,17 @@ class LinearProbe(Detector):
             cv = cross_val_score(self._model(), X, y, groups=groups, cv=GroupKFold(folds))
             best = max(best, (float(cv.mean()), layer))
         self.layer = best[1]
-        self.probe = self._model().fit(acts[:, self.layer].reshape(-1, acts.shape[-1]), y)
+        X = acts[:, self.layer].reshape(-1, acts.shape[-1])
+        self.probe = self._model().fit(X, y)
         self.questions = q
+        # Out-of-fold scores of the reference members, for anything fit on them afterwards
+        # (the combined detector): in-sample probe scores would look perfect.
+        self.reference_scores = [np.full(len(ref[1]), np.nan) for ref in view.reference]
+        for train_idx, test_idx in GroupKFold(min(5, len(acts))).split(X, y, groups):
+            probe = self._model().fit(X[train_idx], y[train_idx])
+            for r in np.unique(groups[test_idx]):
+                g, i = owner[r]
+                self.reference_scores[g][i] = probe.predict_proba(acts[r, self.layer])[:, 1].mean()
 
     def _model(self):
         return make_pipeline(StandardScaler(), LogisticRegression(C=float(self.cfg["C"]), max_iter=2000))

@@ -108,7 +108,8 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
 
         log.info("detector %s", name)
         det.fit(view(reference[0][1]))
-        ref_scores[name] = np.concatenate([det.score(p, view(c)) for p, c, _, _ in reference])
+        fitted = getattr(det, "reference_scores", None)  # out-of-fold, if it learnt from them
+        ref_scores[name] = np.concatenate(fitted or [det.score(p, view(c)) for p, c, _, _ in reference])
         scores[name] = np.concatenate([det.score(p, view(c)) for p, c, _, _ in scored])
         rows.append((name, det.access, det.cost))
     for name in [n for n in chosen if getattr(DETECTORS[n], "combines", False)]:

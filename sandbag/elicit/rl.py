@@ -82,10 +82,9 @@ def rl_judge_from(s: Setting, params):
         answers = np.asarray(
             _sample(graphdef, params, jnp.asarray(prompts), jax.random.split(sub, M), A, float(k.temperature))
         )  # [M, B*K, A]
-        asked = Items(
-            np.repeat(q.prompts, K, axis=0), np.repeat(q.answers, K, axis=0), np.repeat(q.difficulty, K)
-        )
-        reward = np.stack([judge.score(asked, a) for a in answers])  # [M, B*K]; the judge never sees labels
+        asked, level = np.repeat(q.prompts, K, axis=0), np.repeat(q.difficulty, K)
+        # [M, B*K]; the judge sees the questions and the sampled answers, never the labels
+        reward = np.stack([judge.score(Items(asked, a, level), a) for a in answers])
         tokens = np.concatenate([prompts[None].repeat(M, 0), answers], axis=2).astype(np.int32)
         shaped = reward
         if float(k.kl) > 0:
