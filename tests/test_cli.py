@@ -22,11 +22,11 @@ def test_a_smoke_run_writes_results_and_a_plot(smoke_run):
     results = results_of(run_dir)
     assert results["schema_version"] == 1
     assert results["config"]["experiment"] == "capability_ladder"
-    assert results["config"]["task"]["name"] == "addition"
+    assert results["config"]["task"]["name"] == "signed_sum"  # the default task
     assert results["config"]["logger"]["name"] == "none"
     metrics = results["metrics"]
     levels = make_task(
-        "addition", **{k: v for k, v in results["config"]["task"].items() if k != "name"}
+        "signed_sum", **{k: v for k, v in results["config"]["task"].items() if k != "name"}
     ).difficulties
     for role in ("weak", "strong"):
         for name in [f"{role}/acc", *(f"{role}/acc_d{k}" for k in levels)]:
@@ -127,13 +127,13 @@ def test_bad_input_exits_2_without_a_traceback_or_results(tmp_path, argv, bad):
 @pytest.mark.slow
 def test_another_builtin_task_runs_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli([*SMOKE, *SMALL_RUNGS, "task=signed_sum"], run_dir, tmp_path / "zoo")
+    proc = run_cli([*SMOKE, *SMALL_RUNGS, "task=addition"], run_dir, tmp_path / "zoo")
     assert proc.returncode == 0, (
-        f"task=signed_sum (documented in the README) fails:\n{proc.stderr[-3000:]}"
+        f"task=addition (documented in the README) fails:\n{proc.stderr[-3000:]}"
     )
     metrics = results_of(run_dir)["metrics"]
-    assert results_of(run_dir)["config"]["task"]["name"] == "signed_sum"
-    for k in make_task("signed_sum").difficulties:
+    assert results_of(run_dir)["config"]["task"]["name"] == "addition"
+    for k in make_task("addition").difficulties:
         assert f"weak/acc_d{k}" in metrics and f"strong/acc_d{k}" in metrics
 
 
