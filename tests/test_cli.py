@@ -48,7 +48,7 @@ BAD_INPUT = {
     "zero steps": ([EXP, "train.steps=0"], ["train.steps", "0", "positive"]),
     "negative width": ([EXP, "weak.d_model=-1"], ["weak.d_model", "-1", "positive"]),
     "heads do not divide width": ([EXP, "strong.n_heads=5"], ["strong.n_heads=5", "d_model=96"]),
-    "task longer than the context": ([EXP, "task.slots=20"], ["65", "max_len=64"]),
+    "task longer than the context": ([EXP, "task.slots=20"], ["67", "max_len=64"]),
     "bad task size": ([EXP, "task.slots=0"], ["slots", "0"]),
     "zero learning rate": ([EXP, "train.lr=0"], ["train.lr", "0"]),
     "unknown task field": ([EXP, "task.width=40"], ["width"]),

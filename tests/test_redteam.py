@@ -49,6 +49,7 @@ TINY = [
     "model@weak=nano",
     "model@strong=nano",
     "model@lower=nano",
+    "task=addition",
     "task.slots=3",
     "train.steps=10",
     "train.steps_per_call=5",
