@@ -128,9 +128,7 @@ def test_bad_input_exits_2_without_a_traceback_or_results(tmp_path, argv, bad):
 def test_another_builtin_task_runs_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli([*SMOKE, *SMALL_RUNGS, "task=addition"], run_dir, tmp_path / "zoo")
-    assert proc.returncode == 0, (
-        f"task=addition (documented in the README) fails:\n{proc.stderr[-3000:]}"
-    )
+    assert proc.returncode == 0, f"task=addition (documented in the README) fails:\n{proc.stderr[-3000:]}"
     metrics = results_of(run_dir)["metrics"]
     assert results_of(run_dir)["config"]["task"]["name"] == "addition"
     for k in make_task("addition").difficulties:
