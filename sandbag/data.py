@@ -8,6 +8,18 @@ from sandbag.tasks import Items, Task
 from sandbag.tasks.base import PAD
 
 
+def padded_map(fn, rows: np.ndarray, batch: int, out_axis: int = 0) -> np.ndarray:
+    """``fn`` over ``rows`` in chunks padded to one shape (each jitted ``fn`` compiles once);
+    results are cut back to the real rows and joined along ``out_axis``."""
+    out = []
+    for i in range(0, len(rows), batch):
+        chunk = rows[i : i + batch]
+        size = batch if len(rows) > batch else len(chunk)
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+        out.append(np.take(np.asarray(fn(padded)), np.arange(len(chunk)), axis=out_axis))
+    return np.concatenate(out, axis=out_axis)
+
+
 def answer_weights(n: int, task: Task) -> np.ndarray:
     """Loss weights [n, L - 1] that select the positions predicting answer tokens."""
     w = np.zeros((n, task.seq_len - 1), np.float32)

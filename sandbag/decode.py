@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sandbag.data import padded_map
+
 
 def _pick(logits_BxV, key, temperature):
     if temperature == 0.0:
@@ -60,16 +62,15 @@ def generate(
     return out.T
 
 
+@partial(jax.jit, static_argnames=("graphdef", "n_new"))
+def _greedy_population(graphdef, params, prompts_BxP, n_new: int):
+    return jax.vmap(lambda p: generate(graphdef, p, prompts_BxP, jax.random.key(0), n_new))(params)
+
+
 def decode_answers(graphdef, params, prompts: np.ndarray, n_new: int, batch: int = 1024) -> np.ndarray:
     """Greedy answers of every member of a population: params stacked over N -> [N, n, n_new].
 
     Batches are padded to one shape so each model compiles once.
     """
-    many = jax.vmap(lambda p, x: generate(graphdef, p, x, jax.random.key(0), n_new), in_axes=(0, None))
-    out = []
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i : i + batch]
-        size = batch if len(prompts) > batch else len(chunk)
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
-        out.append(np.asarray(many(params, jnp.asarray(padded, jnp.int32)))[:, : len(chunk)])
-    return np.concatenate(out, axis=1)
+    fn = partial(_greedy_population, graphdef, params, n_new=n_new)
+    return padded_map(lambda x: fn(jnp.asarray(x, jnp.int32)), prompts, batch, out_axis=1)

@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from sandbag.data import padded_map
 from sandbag.models import ModelConfig, Transformer
 
 
@@ -199,10 +200,4 @@ def exact_match(graphdef, params, tokens: np.ndarray, answer_len: int, batch: in
     Greedy decoding is right iff every answer position's argmax is the target given the
     correct prefix, so one forward pass replaces decoding.
     """
-    out = []
-    for i in range(0, len(tokens), batch):
-        chunk = tokens[i : i + batch]
-        pad = batch - len(chunk) if len(tokens) > batch else 0
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
-        out.append(np.asarray(_exact_match(graphdef, params, padded, answer_len))[:, : len(chunk)])
-    return np.concatenate(out, axis=1)
+    return padded_map(lambda x: _exact_match(graphdef, params, x, answer_len), tokens, batch, out_axis=1)

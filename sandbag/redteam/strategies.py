@@ -16,7 +16,7 @@ A new strategy is one function here (or in a user module) with ``@register_strat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class Situation:
     alphabet: list[np.ndarray]  # plausible tokens per answer position
     rng: np.random.Generator
     cfg: dict  # the strategy config group (target, selective_threshold, ...)
+    _best: tuple | None = field(default=None, repr=False)  # best_wrong's result, shared by strategies
 
 
 STRATEGIES: dict[str, Callable[[Situation], np.ndarray]] = {}
@@ -52,21 +53,21 @@ def best_wrong(s: Situation, with_scores: bool = False):
     """Per question, the wrong answer the judge scores highest among the weak model's answer
     and every one-token change of the true answer (ties go to the weak model's answer).
     With ``with_scores``, also the judge's scores of that answer and of the true answer."""
-    gold = s.items.answers
-    cands = [s.weak]
-    for j, alpha in enumerate(s.alphabet):
-        for tok in alpha:
-            c = gold.copy()
-            c[:, j] = tok
-            cands.append(c)
-    cands = np.stack([gold, *cands], axis=1)  # [n, 1 + C, A]: the truth first, then candidates
-    raw = s.judge.score_many(s.items, cands)
-    wrong = np.any(cands != gold[:, None], axis=-1)
-    pick = np.argmax(np.where(wrong, raw, -np.inf), axis=1)
-    rows = np.arange(len(gold))
-    if with_scores:
-        return cands[rows, pick], raw[rows, pick], raw[:, 0]
-    return cands[rows, pick]
+    if s._best is None:
+        gold = s.items.answers
+        cands = [s.weak]
+        for j, alpha in enumerate(s.alphabet):
+            for tok in alpha:
+                c = gold.copy()
+                c[:, j] = tok
+                cands.append(c)
+        cands = np.stack([gold, *cands], axis=1)  # [n, 1 + C, A]: the truth first, then candidates
+        raw = s.judge.score_many(s.items, cands)
+        wrong = np.any(cands != gold[:, None], axis=-1)
+        pick = np.argmax(np.where(wrong, raw, -np.inf), axis=1)
+        rows = np.arange(len(gold))
+        s._best = (cands[rows, pick], raw[rows, pick], raw[:, 0])
+    return s._best if with_scores else s._best[0]
 
 
 @register_strategy("emulate_weak")

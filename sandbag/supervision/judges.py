@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sandbag.data import eval_items
+from sandbag.data import eval_items, padded_map
 from sandbag.supervision.weak import answer_alphabet, member, prompts_of, realistic_errors, weak_answers
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import NO, PAD, YES
@@ -64,16 +64,6 @@ def _flatten(items: Items, candidates: np.ndarray) -> np.ndarray:
     return np.concatenate([prompts, candidates.reshape(n * C, A)], axis=1).astype(np.int32)
 
 
-def _batched(fn, tokens: np.ndarray, batch: int = 2048) -> np.ndarray:
-    out = []
-    for i in range(0, len(tokens), batch):
-        chunk = tokens[i : i + batch]
-        size = batch if len(tokens) > batch else len(chunk)
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
-        out.append(np.asarray(fn(jnp.asarray(padded)))[: len(chunk)])
-    return np.concatenate(out)
-
-
 @partial(jax.jit, static_argnames=("graphdef", "answer_len"))
 def _mean_logprob(graphdef, params, tokens_BxL, answer_len: int):
     logits = nnx.merge(graphdef, jax.tree.map(lambda x: x[0], params))(tokens_BxL[:, :-1])
@@ -91,8 +81,11 @@ def _p_yes(graphdef, params, tokens_BxL):
 @register_judge("agreement")
 class Agreement(Judge):
     def score_many(self, items, candidates):
-        reference = weak_answers(self.weak, items)
-        return np.all(candidates == reference[:, None], axis=-1).astype(np.float32)
+        # Members of a population are judged on the same questions: decode the weak model once.
+        key = items.prompts.tobytes()
+        if getattr(self, "_key", None) != key:
+            self._key, self._reference = key, weak_answers(self.weak, items)
+        return np.all(candidates == self._reference[:, None], axis=-1).astype(np.float32)
 
 
 @register_judge("likelihood")
@@ -100,7 +93,9 @@ class Likelihood(Judge):
     def score_many(self, items, candidates):
         n, C, A = candidates.shape
         fn = partial(_mean_logprob, self.weak.graphdef, member(self.weak.params), answer_len=A)
-        return np.exp(_batched(fn, _flatten(items, candidates))).reshape(n, C)
+        return np.exp(padded_map(lambda x: fn(jnp.asarray(x)), _flatten(items, candidates), 2048)).reshape(
+            n, C
+        )
 
 
 @register_judge("verifier")
@@ -152,7 +147,7 @@ class Verifier(Judge):
     def score_many(self, items, candidates):
         n, C, _ = candidates.shape
         fn = partial(_p_yes, self.weak.graphdef, self.params)
-        return _batched(fn, _flatten(items, candidates)).reshape(n, C)
+        return padded_map(lambda x: fn(jnp.asarray(x)), _flatten(items, candidates), 2048).reshape(n, C)
 
 
 def make_judge(cfg, task: Task, weak, zoo) -> Judge:
