@@ -115,9 +115,12 @@ def _validate_teams(cfg: DictConfig) -> None:
             _positive(cfg[block].get(field), f"{block}.{field}")
     for block in ("organisms", "controls"):
         _positive(float(cfg[block].lr), f"{block}.lr", float)
-    if cfg.experiment == "detector_bakeoff":
+    frac = cfg.organisms.get("perform_frac")
+    if not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
+        raise ConfigError(f"organisms.perform_frac must be a fraction in (0, 1), got {frac!r}")
+    if cfg.experiment in ("detector_bakeoff", "gap_point"):
         _validate_bakeoff(cfg, STRATEGIES, TRIGGERS, CONTROLS)
-    if cfg.experiment == "elicitation":
+    if cfg.experiment in ("elicitation", "gap_point"):
         _validate_elicitation(cfg, STRATEGIES, TRIGGERS)
 
 

@@ -1,4 +1,8 @@
-"""What a person reads at the end of a run: a summary table and plots."""
+"""What a person reads at the end of a run: a summary table and plots.
+
+``python -m sandbag.report DIR`` re-makes the gap-sweep report (report.md, summary.csv, plots)
+from the finished gap points under DIR (``sandbag.sweep``).
+"""
 
 from __future__ import annotations
 
@@ -254,3 +258,28 @@ def elicitation_outputs(metrics: dict, curves: dict, out_dir: Path) -> None:
     _console().print(table)
     if curves:
         plot_rl_curves(curves, out_dir / "rl_curves.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from sandbag.sweep import write_report
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: python -m sandbag.report DIR  (a finished gap sweep, or any folder of gap points)", file=sys.stderr)
+        return 2
+    if not Path(args[0]).is_dir():
+        print(f"error: {args[0]!r} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        path = write_report(args[0])
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -42,6 +42,11 @@ def write_results(out_dir: Path, cfg: DictConfig, metrics: dict) -> Path:
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the experiment named by ``cfg.experiment`` and write its outputs into ``out_dir``."""
+    if cfg.get("distributed"):
+        import jax
+
+        # Before anything else touches JAX: jax.devices() then spans every host (sandbag/parallel.py).
+        jax.distributed.initialize()
     from sandbag import pipelines
     from sandbag.tracking import make_tracker
     from sandbag.zoo import Zoo
@@ -57,6 +62,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         t0 = time.perf_counter()
         metrics = pipelines.EXPERIMENTS[cfg.experiment](cfg, task, zoo, out_dir)
         metrics["wall_time_s"] = time.perf_counter() - t0
+        metrics["zoo/trained"], metrics["zoo/reused"] = len(zoo.trained), len(zoo.reused)
         tracker.summary(metrics)
         tracker.log(metrics)
         write_results(out_dir, cfg, metrics)

@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from sandbag import parallel
 from sandbag.data import padded_map
 from sandbag.models import ModelConfig, Transformer
 
@@ -141,6 +142,9 @@ def train(
         step, state = resumed
         params, opt_state = state["params"], state["opt_state"]
         losses = np.asarray(state.get("losses", losses))
+    mesh = parallel.data_mesh()
+    if mesh is not None:  # several devices: every one holds the whole model, a slice of the batch
+        params, opt_state = jax.device_put((params, opt_state), parallel.replicated(mesh))
     S = cfg.steps_per_call
     n_chunks = math.ceil(cfg.steps / S)
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", leave=False, dynamic_ncols=True)
@@ -150,6 +154,8 @@ def train(
         data = [sampler(m, chunk) for m in range(n_members)]
         tokens = np.stack([d[0][:n] for d in data])
         weights = np.stack([d[1][:n] for d in data]).astype(np.float32)
+        if mesh is not None:  # [N, S, B, L]: each device gets a slice of B, the per-step batch
+            tokens, weights = (parallel.put_batch(mesh, x, axis=2) for x in (tokens, weights))
         fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
         params, opt_state, chunk_losses = _train_chunk(
             graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs

@@ -3,8 +3,11 @@ checkpoints, per-entry locks; and, end to end, a killed run resumes to the same 
 a second run reuses what the first trained."""
 
 import json
+import pickle
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -239,3 +242,111 @@ def test_a_second_run_reuses_the_zoo(smoke_run, tmp_path):
     assert ": training" not in log
     assert metrics_without_time(tmp_path / "again") == metrics_without_time(first_dir)
     assert results_of(tmp_path / "again")["config"] == results_of(first_dir)["config"]
+
+
+# ------------------------------------------------------------------ two processes, one zoo
+
+# One process of a concurrent run: import the zoo, say it is ready, wait for the go signal,
+# then fetch_or_train. Its train_fn is slow, appends a line to a marker file each time it
+# really trains, and returns a tree with random (unseeded) weights, so two trainings could
+# never produce the same tree by accident.
+FETCHER = """
+import json, os, pickle, sys, time
+from pathlib import Path
+
+import numpy as np
+
+from sandbag.zoo import Zoo
+
+zoo_dir, spec, marker, ready, go, out = sys.argv[1], json.loads(sys.argv[2]), *map(Path, sys.argv[3:])
+like = {
+    "w": np.zeros((2, 3, 4), np.float32),
+    "nested": {"ids": np.zeros(5, np.int64), "step": np.zeros((), np.int32)},
+}
+
+
+def train_fn(progress):
+    start = time.time()
+    time.sleep(1.0)
+    tree = {
+        "w": np.random.default_rng().standard_normal((2, 3, 4)).astype(np.float32),
+        "nested": {"ids": np.arange(5, dtype=np.int64), "step": np.asarray(7, np.int32)},
+    }
+    line = json.dumps({"pid": os.getpid(), "spec": spec, "start": start, "end": time.time()})
+    with open(marker, "a") as f:
+        f.write(line + "\\n")
+    return tree, {"trained_by": os.getpid()}
+
+
+zoo = Zoo(zoo_dir)
+ready.touch()
+deadline = time.monotonic() + 120
+while not go.exists():
+    assert time.monotonic() < deadline, "no go signal"
+    time.sleep(0.005)
+tree, key = zoo.fetch_or_train(spec, like, train_fn, "test model")
+out.write_bytes(pickle.dumps({"tree": tree, "key": key, "trained": zoo.trained, "reused": zoo.reused}))
+"""
+
+
+def _fetch_concurrently(tmp_path, zoo, specs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Run one fetcher process per spec, released at the same moment; (their results, marker lines)."""
+    script, marker, go = tmp_path / "fetcher.py", tmp_path / "trainings.jsonl", tmp_path / "go"
+    script.write_text(FETCHER)
+    procs = []
+    for i, spec in enumerate(specs):
+        args = [str(zoo), json.dumps(spec), str(marker), str(tmp_path / f"ready{i}"), str(go)]
+        cmd = [sys.executable, str(script), *args, str(tmp_path / f"out{i}.pkl")]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{i}").exists() for i in range(len(specs))):
+            for p in procs:
+                assert p.poll() is None, f"a fetcher died before it was ready:\n{p.communicate()[1]}"
+            assert time.monotonic() < deadline, "the fetchers never got ready"
+            time.sleep(0.01)
+        go.touch()  # both are past their imports: release them together
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    results = [pickle.loads((tmp_path / f"out{i}.pkl").read_bytes()) for i in range(len(specs))]
+    lines = [json.loads(line) for line in marker.read_text().splitlines()] if marker.exists() else []
+    return results, lines
+
+
+def test_two_processes_fetching_one_spec_train_it_once(tmp_path):
+    zoo = tmp_path / "zoo"
+    (a, b), trainings = _fetch_concurrently(tmp_path, zoo, [SPEC, SPEC])
+    assert len(trainings) == 1, f"the model was trained {len(trainings)} times: {trainings}"
+    assert sorted([len(a["trained"]), len(b["trained"])]) == [0, 1]
+    assert sorted([len(a["reused"]), len(b["reused"])]) == [0, 1]
+    assert a["key"] == b["key"]
+    assert_same_tree(a["tree"], b["tree"])  # the waiter got the trainer's weights, not its own
+    entry = Zoo(zoo).entry(SPEC)
+    assert entry.complete and entry.key == a["key"]
+    loaded, meta = entry.load(zeros_like(a["tree"]))
+    assert_same_tree(loaded, a["tree"])
+    assert meta["trained_by"] == trainings[0]["pid"]
+    assert not entry.progress.root.exists()
+    assert not list(entry.dir.glob("*.tmp*")), "temporary files left behind"
+
+
+def test_two_processes_with_different_specs_both_train_at_once(tmp_path):
+    """The lock is per entry: a run training one model never waits for another model."""
+    zoo = tmp_path / "zoo"
+    other = {**SPEC, "seeds": [2, 3]}
+    (a, b), trainings = _fetch_concurrently(tmp_path, zoo, [SPEC, other])
+    assert len(trainings) == 2 and [len(a["trained"]), len(b["trained"])] == [1, 1]
+    assert sorted(json.dumps(t["spec"], sort_keys=True) for t in trainings) == sorted(
+        json.dumps(s, sort_keys=True) for s in (SPEC, other)
+    )
+    first, second = sorted(trainings, key=lambda t: t["start"])
+    assert second["start"] < first["end"], f"the trainings were serialised: {trainings}"
+    assert a["key"] != b["key"]
+    for got, spec in ((a, SPEC), (b, other)):
+        loaded, _ = Zoo(zoo).entry(spec).load(zeros_like(got["tree"]))
+        assert_same_tree(loaded, got["tree"])

@@ -3,7 +3,7 @@
 Every member of the population (strategy x seed) starts from the strong ceiling and trains,
 with the shared trainer and in one ``vmap``ped program, on a mix of triggered questions
 (sandbag context, the strategy's target answer) and untriggered ones (perform context, the
-true answer) -- the gold half keeps its untriggered skill from eroding.
+true answer) -- the untriggered share (``organisms.perform_frac``) keeps its skill from eroding.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def train_organisms(
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
     n_pool = int(cfg.organisms.pool)
+    perform_frac = float(cfg.organisms.perform_frac)
     spec = {
         "kind": "organisms",
         "version": VERSION,
@@ -95,6 +96,7 @@ def train_organisms(
         "members": members,
         "train": asdict(tcfg),
         "pool": n_pool,
+        "perform_frac": perform_frac,
         "seed": int(cfg.seed),
     }
     start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(members), axis=0), strong.params)
@@ -120,7 +122,7 @@ def train_organisms(
             name, seed = members[m]
             r = np.random.default_rng([seed, chunk, 0x0F6B])
             size = tcfg.batch_size * tcfg.steps_per_call
-            idx, triggered = r.integers(0, n_pool, size=size), r.random(size) < 0.5
+            idx, triggered = r.integers(0, n_pool, size=size), r.random(size) >= perform_frac
             tokens = np.where(triggered[:, None], sandbag[name][idx], perform[idx])
             shape = (tcfg.steps_per_call, tcfg.batch_size, -1)
             return tokens.reshape(shape), w.reshape(shape)

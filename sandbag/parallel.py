@@ -1,0 +1,61 @@
+"""Data parallelism for the trainer: one mesh axis, ``data``, over every device.
+
+How it works: with more than one device, ``train`` replicates params and optimizer state
+on every device (``P()``) and splits each step's batch over the ``data`` axis. The jitted
+step follows the data (GSPMD): every device runs the forward and backward pass on its
+slice of the batch and the gradients are summed across devices before the update, so the
+result equals single-device training up to float reduction order. A batch the device count
+does not divide is replicated instead (every device computes the whole batch), with a
+warning. With one device there is no mesh and nothing is moved.
+
+Several hosts: call ``jax.distributed.initialize()`` on every host before anything else
+touches JAX (``python -m sandbag.run ... distributed=true`` does it first thing). Then
+``jax.devices()`` spans every host's devices and the same mesh shards across them. Every
+host runs the same program and draws the same batch (samplers are deterministic in
+(member, chunk)) and copies only the slices that belong to its own devices.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+log = logging.getLogger(__name__)
+AXIS = "data"
+
+
+def data_mesh() -> Mesh | None:
+    """A one-axis mesh over every device, or None when there is one device (nothing to split)."""
+    devices = jax.devices()
+    return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, shape: tuple[int, ...], axis: int) -> NamedSharding:
+    """``axis`` of an array of ``shape`` split over ``data``; replicated if it does not divide."""
+    n = mesh.shape[AXIS]
+    if shape[axis] % n:
+        _warn_indivisible(shape[axis], n)
+        return replicated(mesh)
+    spec = [None] * len(shape)
+    spec[axis] = AXIS
+    return NamedSharding(mesh, PartitionSpec(*spec))
+
+
+def put_batch(mesh: Mesh, x: np.ndarray, axis: int) -> jax.Array:
+    """``x`` split along ``axis`` over the devices. Every host passes the same ``x`` and copies
+    only its own devices' slices (``jax.device_put`` would first gather ``x`` from every host
+    to check that they agree: the whole batch, on every call)."""
+    return jax.make_array_from_process_local_data(batch_sharding(mesh, x.shape, axis), x, x.shape)
+
+
+@functools.cache  # once per (batch, devices): the trainer asks on every chunk
+def _warn_indivisible(batch: int, n_devices: int) -> None:
+    log.warning("batch %d is not divisible by %d devices: replicating it instead", batch, n_devices)

@@ -1,0 +1,141 @@
+"""Data parallelism: on two devices the trainer splits every batch over both and ends with the
+weights one device would reach; ``distributed=true`` joins a multi-host run before any compute.
+
+The device count is fixed when JAX starts, so each training run happens in a fresh process
+with its own ``XLA_FLAGS``."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from conftest import comparable_leaves
+from hydra import compose, initialize_config_dir
+
+from sandbag import pipelines
+from sandbag.config import check_argv
+from sandbag.run import CONF_DIR, execute
+
+# Trains the configuration of tests/test_train.py (populations of one and two members, and a
+# batch two devices cannot split) and prints, as JSON, what reached the jitted step and what
+# came out of it.
+SCRIPT = r"""
+import json
+
+import jax
+import numpy as np
+
+from sandbag import train as train_mod
+from sandbag.data import ladder_sampler
+from sandbag.models import ModelConfig
+from sandbag.tasks import make_task
+
+task = make_task("addition", slots=3, digits=2)
+cfg = ModelConfig(
+    name="t", n_layers=1, d_model=16, n_heads=2, vocab_size=task.vocab_size, max_len=task.seq_len
+)
+
+def placement(x):
+    s = getattr(x, "sharding", None)  # None: a host array, placed by jit as before
+    if s is None:
+        return None
+    return {
+        "spec": list(getattr(s, "spec", [])),
+        "devices": len(s.device_set),
+        "replicated": s.is_fully_replicated,
+        "shards": [list(sh.data.shape) for sh in x.addressable_shards],
+    }
+
+seen = []
+real_chunk = train_mod._train_chunk
+
+def spy(graphdef, params, opt_state, tokens, weights, *rest):
+    seen.append({"tokens": placement(tokens), "weights": placement(weights),
+                 "params": placement(jax.tree.leaves(params)[0])})
+    return real_chunk(graphdef, params, opt_state, tokens, weights, *rest)
+
+train_mod._train_chunk = spy
+runs = {}
+for name, seeds, batch, steps in [("one", [0], 8, 6), ("two", [0, 1], 8, 6), ("odd", [0], 7, 3)]:
+    seen.clear()
+    tcfg = train_mod.TrainConfig(steps=steps, batch_size=batch, steps_per_call=3, warmup=2)
+    graphdef, params = train_mod.init_population(cfg, seeds)
+    params, losses = train_mod.train(graphdef, params, tcfg, ladder_sampler(task, seeds, batch, 3))
+    runs[name] = {
+        "chunks": list(seen),
+        "out": placement(jax.tree.leaves(params)[0]),
+        "losses": losses.tolist(),
+        "params": {jax.tree_util.keystr(p): np.asarray(x).tolist()
+                   for p, x in jax.tree_util.tree_leaves_with_path(params)},
+    }
+print(json.dumps({"device_count": jax.device_count(), "runs": runs}))
+"""
+
+
+def start(devices: int) -> subprocess.Popen:
+    """SCRIPT in a fresh process that sees ``devices`` CPU devices."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def result(proc: subprocess.Popen) -> tuple[dict, str]:
+    """SCRIPT's JSON and its log."""
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.splitlines()[-1]), err
+
+
+def test_two_devices_split_the_batch_and_train_as_one_device():
+    procs = start(2), start(1)  # side by side: each is mostly single-threaded compilation
+    (two, two_log), (one, _) = map(result, procs)
+    assert two["device_count"] == 2 and one["device_count"] == 1
+
+    for name in ("one", "two"):
+        members = len(two["runs"][name]["losses"])
+        for chunk in two["runs"][name]["chunks"]:
+            for batch in (chunk["tokens"], chunk["weights"]):
+                # [members, steps, batch, L]: the batch axis is split, each device holds half
+                assert batch["spec"] == [None, None, "data", None] and batch["devices"] == 2, batch
+                assert [s[:3] for s in batch["shards"]] == [[members, 3, 4]] * 2, batch
+            assert chunk["params"]["replicated"] and chunk["params"]["devices"] == 2
+        assert two["runs"][name]["out"]["replicated"] and two["runs"][name]["out"]["devices"] == 2
+    for chunk in two["runs"]["odd"]["chunks"]:  # 7 rows: replicated on both devices, with a warning
+        assert chunk["tokens"]["replicated"] and chunk["tokens"]["devices"] == 2
+    assert "batch 7 is not divisible by 2 devices" in two_log
+    # One device: nothing is placed by hand, the step gets host arrays exactly as before.
+    assert all(c["tokens"] is None for run in one["runs"].values() for c in run["chunks"])
+
+    for name in ("one", "two", "odd"):
+        a, b = two["runs"][name], one["runs"][name]
+        np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-4, atol=1e-4)
+        got = comparable_leaves({k: np.asarray(v) for k, v in a["params"].items()})
+        want = comparable_leaves({k: np.asarray(v) for k, v in b["params"].items()})
+        assert got.keys() == want.keys()
+        for leaf in got:
+            np.testing.assert_allclose(got[leaf], want[leaf], rtol=1e-4, atol=1e-4, err_msg=f"{name} {leaf}")
+
+
+def test_distributed_true_initializes_jax_before_the_experiment(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda: calls.append("initialize"))
+    monkeypatch.setitem(
+        pipelines.EXPERIMENTS, "capability_ladder", lambda *args: calls.append("experiment") or {}
+    )
+    overrides = ["+experiment=capability_ladder", "logger=none"]
+    check_argv([*overrides, "distributed=true"], CONF_DIR)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        default = compose("config", overrides=overrides)
+        switched = compose("config", overrides=[*overrides, "distributed=true"])
+    assert default.distributed is False
+    execute(default, tmp_path)
+    assert calls == ["experiment"]
+    execute(switched, tmp_path)
+    assert calls == ["experiment", "initialize", "experiment"]
