@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):
-        print("usage: python -m sandbag.report DIR  (a finished gap sweep, or any folder of gap points)", file=sys.stderr)
+        usage = "usage: python -m sandbag.report DIR  (a finished gap sweep, or any folder of gap points)"
+        print(usage, file=sys.stderr)
         return 2
     if not Path(args[0]).is_dir():
         print(f"error: {args[0]!r} is not a directory", file=sys.stderr)
