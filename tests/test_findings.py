@@ -1,0 +1,102 @@
+"""The reproduction scripts' checks (experiments/findings.py) on hand-made metrics: each
+finding says yes when the literature's direction holds, no when it does not, n/a when the
+run did not measure it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+import findings  # noqa: E402
+
+ORGANISMS = {
+    "strong/acc": 0.92,
+    "weak/acc": 0.30,
+    "strong/judge_acc": 0.30,
+    "organism/emulate_weak/acc_untriggered": 0.90,
+    "organism/emulate_weak/acc_triggered": 0.31,
+    "organism/emulate_weak/judge_acc_triggered": 0.40,
+}
+BAKEOFF = {
+    "detector/gold_finetune_gap/auroc": 0.83,
+    "detector/gold_finetune_gap/auroc_lo": 0.67,
+    "detector/noise_injection/auroc": 0.62,
+    "detector/noise_injection/auroc/emulate_weak": 0.57,
+    "detector/noise_injection/auroc/random_wrong": 0.78,
+    "detector/linear_probe/auroc/emulate_weak": 1.0,
+    "detector/linear_probe/auroc/random_wrong": 1.0,
+    "detector/linear_probe/auroc/judge_adversarial": 0.9,
+    "detector/paraphrase_consistency/auroc/random_wrong": 1.0,
+    "detector/paraphrase_consistency/auroc/emulate_weak": 0.44,
+}
+ELICIT = {
+    "weak/acc": 0.30,
+    "elicit/w2s_plain/pgr": -0.06,
+    "elicit/confidence_loss/pgr": -0.07,
+    "elicit/sft_gold_few/recovery": -0.16,
+    "elicit/rl_judge/judge_reward": 0.49,
+    "elicit/rl_judge/acc_training_context": 0.29,
+    "elicit/rl_judge/recovery": -0.02,
+    "elicit/sft_weak/acc": 0.30,
+    "elicit/sft_then_rl/recovery": -0.01,
+    "elicit/sft_then_rl_distinguishable/recovery": -0.04,
+}
+
+
+def verdicts(experiment, measured):
+    return {(i, c[:20]): ok for i, c, _, ok in findings.evaluate(experiment, measured)}
+
+
+def test_each_finding_reads_its_own_experiment():
+    assert {f.id for f in findings.FINDINGS} == {f"F{i}" for i in range(1, 11)}
+    assert set(verdicts("organisms", ORGANISMS).values()) == {"yes"}
+    assert [ok for (i, _), ok in verdicts("detector_bakeoff", BAKEOFF).items()] == ["yes"] * 4
+    # The elicitation run measured in REPORT.md: only F4's direction held.
+    got = {i: ok for (i, _), ok in verdicts("elicitation", ELICIT).items()}
+    assert got == {"F1": "no", "F3": "no", "F4": "yes", "F5": "no", "F6": "no"}
+
+
+def test_a_broken_direction_is_no_and_a_missing_metric_is_na():
+    eroded = {**ORGANISMS, "organism/emulate_weak/acc_untriggered": 0.80}
+    assert set(verdicts("organisms", eroded).values()) == {"no"}
+    no_gap = {**ORGANISMS, "strong/acc": 0.31}
+    assert set(verdicts("organisms", no_gap).values()) == {"n/a"}
+    nan = {**BAKEOFF, "detector/noise_injection/auroc": float("nan")}
+    assert verdicts("detector_bakeoff", nan)[("F7", "noise raises sandbag")] == "n/a"
+
+
+def _rows(deceptions):
+    return [
+        {"pair": f"p{i}", "gap": str(g), "deception/emulate_weak": str(d)}
+        for i, (g, d) in enumerate(deceptions)
+    ]
+
+
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        ([(0.2, 0.0), (0.5, 0.1), (0.8, 0.3)], "yes"),
+        ([(0.2, 0.3), (0.5, 0.1), (0.8, 0.0)], "no"),
+        ([(0.2, 0.3), (0.5, 0.1)], "n/a"),
+    ],
+)
+def test_f10_is_the_rank_correlation_of_deception_with_the_gap(points, expected):
+    assert verdicts("gap_sweep", _rows(points))[("F10", "deception of the wea")] == expected
+
+
+def test_a_script_tabulates_a_finished_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"metrics": ORGANISMS}))
+    out = tmp_path / "table"
+    cmd = [sys.executable, str(EXPERIMENTS / "repro_organisms.py"), "--from", str(run), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = (out / "findings.md").read_text()
+    assert "| F2 |" in table and "| yes |" in table
+    bad = subprocess.run([*cmd[:3], str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: no finished organisms run")

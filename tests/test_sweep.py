@@ -1,0 +1,155 @@
+"""The gap sweep: its configs, the report over finished gap points, and the whole sweep at
+smoke scale (``python -m sandbag.run +experiment=gap_sweep``, then ``python -m sandbag.report``)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sandbag import report, sweep
+from sandbag.run import CONF_DIR
+
+GAPS = sorted(p.stem for p in (Path(CONF_DIR) / "gap").glob("*.yaml"))
+PARAMS = {"nano": 1, "tiny": 2, "small": 3, "medium": 4, "large": 5}  # ladder order
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("gap", GAPS)
+def test_every_gap_pairs_a_weaker_supervisor_with_a_stronger_student(gap):
+    cfg = _compose(["+experiment=gap_point", f"gap={gap}"])
+    weak, strong, lower = (PARAMS[cfg[r].name] for r in ("weak", "strong", "lower"))
+    assert weak < strong and lower < strong
+    assert f"{cfg.weak.name}_{cfg.strong.name}" == gap
+
+
+def test_the_sweep_is_a_multirun_over_at_least_four_gaps_with_a_report_callback():
+    cfg = _compose(["+experiment=gap_sweep"])
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    gaps = cfg.hydra.sweeper.params.gap.split(",")
+    assert len(set(gaps)) >= 4 and set(gaps) <= set(GAPS)
+    assert cfg.hydra.callbacks.gap_report._target_ == "sandbag.sweep.GapReport"
+    assert cfg.experiment == "gap_point"
+
+
+def _fake_point(root: Path, weak: str, strong: str, seed: int, gap: float) -> None:
+    """A finished gap point's results.json with the metric names the stages write."""
+    m = {"gap": gap, "weak/acc": 0.3, "strong/acc": 0.3 + gap, "zoo/trained": 2, "zoo/reused": 5}
+    m["wall_time_s"] = 60.0
+    for d, auc in (("noise_injection", 0.5 + gap / 2), ("linear_probe", 0.9)):
+        m |= {f"detector/{d}/auroc": auc, f"detector/{d}/auroc_lo": auc - 0.1}
+        m |= {f"detector/{d}/auroc_hi": min(auc + 0.1, 1.0), f"detector/{d}/tpr_at_5fpr": 0.2}
+        m[f"detector/{d}/auroc/emulate_weak"] = auc  # per-strategy: not a summary column
+    m |= {"elicit/sft_weak/recovery": 0.1 * seed, "elicit/sft_weak/recovery_std": 0.0}
+    m |= {"elicit/w2s_plain/pgr": 0.2, "elicit/confidence_loss/pgr": 0.25}
+    m |= {"organism/emulate_weak/acc_triggered": 0.3, "organism/emulate_weak/acc_untriggered": 0.9}
+    m["organism/emulate_weak/judge_acc_triggered"] = 0.3 + gap
+    config = {"experiment": "gap_point", "weak": {"name": weak}, "strong": {"name": strong}, "seed": seed}
+    d = root / f"{weak}_{strong}_{seed}"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps({"config": config, "metrics": m}))
+
+
+@pytest.fixture
+def finished(tmp_path) -> Path:
+    for i, (weak, strong) in enumerate([("nano", "medium"), ("tiny", "medium"), ("small", "medium")]):
+        for seed in (0, 1):
+            _fake_point(tmp_path, weak, strong, seed, gap=0.8 - 0.2 * i)
+    other = tmp_path / "ladder_run"  # another experiment's results are not gap points
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps({"config": {"experiment": "organisms"}, "metrics": {}}))
+    return tmp_path
+
+
+def test_the_report_has_one_row_per_job_and_a_plot_per_quantity(finished):
+    sweep.write_report(finished)
+    rows = list(csv.DictReader(open(finished / "summary.csv")))
+    assert len(rows) == 6
+    assert [float(r["gap"]) for r in rows] == sorted(float(r["gap"]) for r in rows)
+    assert {r["pair"] for r in rows} == {"nano/medium", "tiny/medium", "small/medium"}
+    assert float(rows[0]["deception/emulate_weak"]) == pytest.approx(float(rows[0]["gap"]))
+    assert "detector/noise_injection/auroc/emulate_weak" not in rows[0]
+    for png in ("detector_auroc_vs_gap", "elicitation_recovery_vs_gap", "deception_vs_gap"):
+        assert (finished / f"{png}.png").stat().st_size > 1000
+    text = (finished / "report.md").read_text()
+    assert "6 jobs over 3" in text
+    assert "| nano/medium (n=2) | 0.80 |" in text
+    assert "0.05 ± 0.05" in text  # sft_weak recovery over seeds 0 and 1: mean ± sd
+    assert "12 models trained, 30 loads" in text
+
+
+def test_python_m_sandbag_report_remakes_the_report(finished):
+    assert report.main([str(finished)]) == 0
+    first = (finished / "summary.csv").read_text()
+    (finished / "summary.csv").unlink()
+    (finished / "report.md").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbag.report", str(finished)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (finished / "summary.csv").read_text() == first
+    assert (finished / "report.md").exists()
+
+
+@pytest.mark.parametrize("argv", [[], ["a", "b"], ["--help"]])
+def test_report_usage_errors_exit_2(argv, capsys):
+    assert report.main(argv) == 2
+    assert "usage: python -m sandbag.report DIR" in capsys.readouterr().err
+
+
+def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    assert (
+        f"no finished gap points (results.json of experiment gap_point) under {tmp_path}"
+        in capsys.readouterr().err
+    )
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
+
+
+# What the end-to-end test trims from each smoke job (detectors and elicitation methods run
+# in their own tests): the sweep machinery is the same.
+TRIM = [
+    "detector=[difficulty_profile,judge_statistics,noise_injection]",
+    "elicitation=sft_weak",
+    "elicitation.distinguishable=[false]",
+]
+
+
+@pytest.mark.slow
+def test_the_smoke_gap_sweep_ends_with_a_report_over_four_gaps(tmp_path):
+    sweep_dir, zoo = tmp_path / "sweep", tmp_path / "zoo"
+    env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
+    cmd = [sys.executable, "-m", "sandbag.run", "+experiment=gap_sweep", "scale=smoke", "logger=none", *TRIM]
+    proc = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={sweep_dir}"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(d for d in sweep_dir.iterdir() if (d / "results.json").exists())
+    assert len(jobs) == 4
+    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    assert len({r["pair"] for r in rows}) >= 4
+    assert len(list(sweep_dir.glob("*.png"))) >= 3
+    text = (sweep_dir / "report.md").read_text()
+    assert "4 jobs over 4" in text and "AUROC" in text
+    # Every distinct model trains once across the sweep: medium is the strong rung of three
+    # jobs and small is a weak rung and a strong one, so later jobs load them from the zoo.
+    trained = sum(int(r["zoo_trained"]) for r in rows)
+    reused = sum(int(r["zoo_reused"]) for r in rows)
+    assert reused > 0
+    n_entries = sum(1 for d in zoo.iterdir() if (d / "final.json").exists())
+    assert trained == n_entries
