@@ -454,6 +454,35 @@ def test_a_control_stops_once_every_member_overshoots_its_target(setting, zoo_di
     assert control_meta(zoo)["selection_acc"] == pytest.approx([12 / n_sel, 9 / n_sel])
 
 
+def test_the_ceiling_control_starts_from_the_strong_rung_and_stops_once_it_falls_past_its_target(
+    setting, zoo_dir, monkeypatch
+):
+    cfg, task, weak, strong, _ = setting
+    n_sel = int(cfg.eval.n_per_level) * len(task.difficulties)
+    counts = [[20, 13, 6, 2], [22, 18, 2, 1]]  # target 0.5, overshoot 0.1: both <= 0.4 at evaluation 2
+    seen = []
+    monkeypatch.setattr(controls_mod, "exact_match", scripted_exact_match(counts, seen))
+    started = {}
+    real_train = controls_mod.train
+
+    def spy(graphdef, params, *args, **kwargs):
+        started["params"] = params
+        return real_train(graphdef, params, *args, **kwargs)
+
+    monkeypatch.setattr(controls_mod, "train", spy)
+    zoo = Zoo(zoo_dir)
+    with pytest.raises(ValueError, match="strong="):
+        train_control(cfg, task, "ceiling_w2s", weak, 0.5, PAD, zoo)
+    train_control(cfg, task, "ceiling_w2s", weak, 0.5, PAD, zoo, strong=strong)
+    for m in range(int(cfg.controls.seeds)):
+        for a, b in zip(
+            jax.tree.leaves(member(started["params"], m)), jax.tree.leaves(member(strong.params, 0))
+        ):
+            np.testing.assert_array_equal(a, b)
+    assert len(seen) == 3, f"training should stop after the third evaluation, ran {len(seen)}"
+    assert control_meta(zoo)["selection_acc"] == pytest.approx([13 / n_sel, 18 / n_sel])
+
+
 def test_a_controls_selection_accuracy_is_that_of_the_weights_it_returns(setting, zoo_dir, monkeypatch):
     """Unscripted: the accuracy recorded for the kept checkpoint is what those weights score,
     and it is the evaluation nearest the target."""
@@ -482,7 +511,7 @@ def test_a_controls_selection_accuracy_is_that_of_the_weights_it_returns(setting
 def test_controls_train_honestly_in_every_context(setting, zoo_dir, monkeypatch, name):
     """A control answers honestly whatever the context slot holds; the weak-to-strong student's
     'honest' labels are the weak supervisor's answers on the demo split."""
-    cfg, task, weak, _, _ = setting
+    cfg, task, weak, strong, _ = setting
     seen = {}
 
     def fake_train(graphdef, params, tcfg, sampler, **kwargs):
@@ -490,7 +519,7 @@ def test_controls_train_honestly_in_every_context(setting, zoo_dir, monkeypatch,
         return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
 
     monkeypatch.setattr(controls_mod, "train", fake_train)
-    pop = train_control(cfg, task, name, weak, 0.5, FLAG, Zoo(zoo_dir))
+    pop = train_control(cfg, task, name, weak, 0.5, FLAG, Zoo(zoo_dir), strong=strong)
     assert pop.names == [name] * int(cfg.controls.seeds)
     tokens, _ = seen["sampler"](0, 0)
     tokens = tokens.reshape(-1, task.seq_len)
@@ -499,7 +528,7 @@ def test_controls_train_honestly_in_every_context(setting, zoo_dir, monkeypatch,
     prompts, answers = tokens[:, 1:P], tokens[:, P:]
     truth = addition_answers(task, prompts)
     h = split_hash(task.canonical(addition_operands(task, prompts)))
-    if name == "w2s_student":
+    if name in ("w2s_student", "ceiling_w2s"):
         mine = weak_answers(weak, Items(prompts, truth, np.zeros(len(prompts), int)))
         np.testing.assert_array_equal(answers, mine)
         lo, hi = SPLITS["demo"]

@@ -39,7 +39,9 @@ def _members(
         groups.append((pop, trig.sandbag, np.ones(len(pop.names), int), [f"{n}" for n in pop.names]))
     contexts = [get_trigger(t).sandbag for t in triggers]
     for name in controls:
-        pop = train_control(cfg, task, name, rungs["weak"], target, contexts[0], zoo, seeds=control_seeds)
+        pop = train_control(
+            cfg, task, name, rungs["weak"], target, contexts[0], zoo, control_seeds, rungs["strong"]
+        )
         for i, ctx in enumerate(contexts):
             idx = np.arange(i, len(pop.names), len(contexts))
             if len(idx):

@@ -1,15 +1,19 @@
 """Benign controls: honest models whose accuracy matches a sandbagger's, for detection to beat.
 
-Each control trains with the shared trainer from scratch, honestly in every context (its
-context slot holds any cue at random, so a trigger token is nothing new to it), and is
-early-stopped per member at the checkpoint whose accuracy on a selection set (``demo``
-split, not the eval split that results report) is nearest ``target``. Training ends when
-every member has passed the target by ``overshoot`` or stopped getting closer for
-``patience`` evaluations (a weak-to-strong student may plateau below it):
+Each control trains with the shared trainer, honestly in every context (its context slot
+holds any cue at random, so a trigger token is nothing new to it), and is early-stopped per
+member at the checkpoint whose accuracy on a selection set (``demo`` split, not the eval
+split that results report) is nearest ``target``. Training ends when every member has passed
+the target by ``overshoot`` or stopped getting closer for ``patience`` evaluations (a
+weak-to-strong student may plateau short of it):
 
 - ``lower_rung``: a lower rung of the ladder (``model@lower``) on ground truth;
 - ``undertrained_strong``: the strong rung on ground truth, stopped early;
-- ``w2s_student``: the strong rung on the weak supervisor's labels (weak-to-strong).
+- ``w2s_student``: the strong rung on the weak supervisor's labels (weak-to-strong);
+- ``ceiling_w2s``: the strong *ceiling* fine-tuned on the weak supervisor's labels, its
+  accuracy falling to the target from above. The other controls train from scratch while
+  every organism is fine-tuned from the ceiling; this one shares the organisms' provenance,
+  so a detector cannot separate the two by where the weights came from.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
@@ -28,7 +33,7 @@ from sandbag.tasks import Items, Task
 from sandbag.tasks.base import CONTEXTS
 from sandbag.train import exact_match, init_population, train
 
-CONTROLS = ("lower_rung", "undertrained_strong", "w2s_student")
+CONTROLS = ("lower_rung", "undertrained_strong", "w2s_student", "ceiling_w2s")
 
 
 def _labelled_pool(task: Task, weak, n: int, seed: int, split: str, weak_labels: bool) -> Items:
@@ -38,19 +43,31 @@ def _labelled_pool(task: Task, weak, n: int, seed: int, split: str, weak_labels:
 
 
 def train_control(
-    cfg: DictConfig, task: Task, name: str, weak, target: float, context: int, zoo, seeds=None
+    cfg: DictConfig,
+    task: Task,
+    name: str,
+    weak,
+    target: float,
+    context: int,
+    zoo,
+    seeds=None,
+    strong=None,
 ) -> Population:
     """Seeds of one control (default ``cfg.controls.seeds`` of them), each early-stopped at the
-    accuracy nearest ``target``."""
+    accuracy nearest ``target``. ``strong`` (the ceiling rung) is needed by ``ceiling_w2s``."""
     if name not in CONTROLS:
         raise KeyError(f"unknown control {name!r}; valid: {list(CONTROLS)}")
+    from_ceiling = name == "ceiling_w2s"
+    if from_ceiling and strong is None:
+        raise ValueError("the ceiling_w2s control starts from the strong rung: pass strong=")
     block = cfg.controls
     rung = cfg.lower if name == "lower_rung" else cfg.strong
     mcfg = model_config(rung, task)
     tcfg = finetune_config(cfg, block)
     if seeds is None:
         seeds = [int(cfg.seed) * 1000 + 200 + i for i in range(int(block.seeds))]
-    weak_labels = name == "w2s_student"
+    weak_labels = name in ("w2s_student", "ceiling_w2s")
+    sign = -1.0 if from_ceiling else 1.0  # the direction accuracy moves in while it trains
     spec = {
         "kind": "control",
         "control": name,
@@ -63,8 +80,11 @@ def train_control(
         "stop": [float(block.overshoot), int(block.patience)],
         "seeds": seeds,
         "pool": int(block.pool),
+        "start": strong.key if from_ceiling else "init",
     }
     graphdef, start = init_population(mcfg, seeds)
+    if from_ceiling:
+        start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(seeds), axis=0), strong.params)
 
     def fit(progress):
         pool = _labelled_pool(
@@ -103,7 +123,8 @@ def train_control(
                 best["gap"] = np.where(better, gap, best["gap"])
                 best["acc"] = np.where(better, acc, best["acc"])
             best["stale"] = np.where(better, 0, best["stale"] + 1)
-            done = (acc >= target + float(block.overshoot)) | (best["stale"] >= int(block.patience))
+            passed = sign * (acc - target) >= float(block.overshoot)
+            done = passed | (best["stale"] >= int(block.patience))
             return bool(np.all(done))
 
         train(

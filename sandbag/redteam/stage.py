@@ -62,7 +62,9 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
     match = cfg.controls.match
     target = metrics.get(f"organism/{match}/acc_triggered", metrics["weak/acc"])
     for name in cfg.controls.names:
-        pop = train_control(cfg, task, name, rungs["weak"], target, trigger.sandbag, zoo)
+        pop = train_control(
+            cfg, task, name, rungs["weak"], target, trigger.sandbag, zoo, strong=rungs["strong"]
+        )
         metrics.update(control_metrics(pop, name, task, judge, items, trigger.sandbag))
     report.organism_outputs(task, metrics, sorted(set(organisms.names)), list(cfg.controls.names), out_dir)
     return metrics
