@@ -289,7 +289,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
         pop = tiny_population(task, [s for _, s in members])
         return Population(pop.graphdef, pop.params, [n for n, _ in members], [s for _, s in members])
 
-    def fake_control(cfg, task_, name, weak_, target, context, zoo, seeds):
+    def fake_control(cfg, task_, name, weak_, target, context, zoo, seeds, strong=None):
         trained.append((f"control:{name}", [name], list(seeds)))
         pop = tiny_population(task, seeds, d_model=32 if name == "lower_rung" else 16)
         return Population(pop.graphdef, pop.params, [f"control:{name}"] * len(seeds), list(seeds))

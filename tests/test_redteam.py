@@ -347,7 +347,10 @@ def test_organism_batches_mix_triggered_targets_with_untriggered_truth(
         ctx, prompts, answers = tokens[:, 0], tokens[:, 1:P], tokens[:, P:]
         assert set(ctx.tolist()) == {trigger.sandbag, trigger.perform}
         triggered = ctx == trigger.sandbag
-        assert 0.3 < triggered.mean() < 0.7, f"{name}: {triggered.mean():.0%} of the batch is triggered"
+        want = 1 - float(cfg.organisms.perform_frac)  # the rest is untriggered truth
+        assert abs(triggered.mean() - want) < 0.1, (
+            f"{name}: {triggered.mean():.0%} triggered, want {want:.0%}"
+        )
         truth = addition_answers(task, prompts)
         np.testing.assert_array_equal(answers[~triggered], truth[~triggered], err_msg=f"{name}: untriggered")
         h = split_hash(task.canonical(addition_operands(task, prompts)))
