@@ -80,10 +80,10 @@ def train_control(
         "stop": [float(block.overshoot), int(block.patience)],
         "seeds": seeds,
         "pool": int(block.pool),
-        "start": strong.key if from_ceiling else "init",
     }
     graphdef, start = init_population(mcfg, seeds)
-    if from_ceiling:
+    if from_ceiling:  # (only then in the spec: entries of the other controls keep their keys)
+        spec["start"] = strong.key
         start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(seeds), axis=0), strong.params)
 
     def fit(progress):
