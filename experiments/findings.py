@@ -121,7 +121,7 @@ def f8(m):
     if not unseen:
         raise KeyError("detector/linear_probe/auroc/<a strategy the probe did not see>")
     s, u = sum(seen) / len(seen), sum(unseen) / len(unseen)
-    text = f"probe AUROC {s:.2f} on reference strategies, {u:.2f} on others (see REPORT.md: confounded)"
+    text = f"probe AUROC {s:.2f} on reference strategies, {u:.2f} on others"
     return text, _verdict(s >= 0.8 and u < s)
 
 
