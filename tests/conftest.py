@@ -121,8 +121,11 @@ def results_of(run_dir: Path) -> dict:
 
 
 def metrics_without_time(run_dir: Path) -> dict:
+    """A run's metrics without those that describe the run rather than the models: its wall
+    time and how many models it trained or loaded from the zoo."""
     metrics = dict(results_of(run_dir)["metrics"])
-    metrics.pop("wall_time_s")
+    for key in ("wall_time_s", "zoo/trained", "zoo/reused"):
+        metrics.pop(key)
     return metrics
 
 

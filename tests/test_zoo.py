@@ -240,6 +240,8 @@ def test_a_second_run_reuses_the_zoo(smoke_run, tmp_path):
     assert re.search(r"weak rung tiny\b.*: reused from zoo", log), log[-3000:]
     assert re.search(r"strong rung medium\b.*: reused from zoo", log), log[-3000:]
     assert ": training" not in log
+    counts = [results_of(d)["metrics"] for d in (first_dir, tmp_path / "again")]
+    assert [(m["zoo/trained"], m["zoo/reused"]) for m in counts] == [(2, 0), (0, 2)]
     assert metrics_without_time(tmp_path / "again") == metrics_without_time(first_dir)
     assert results_of(tmp_path / "again")["config"] == results_of(first_dir)["config"]
 
