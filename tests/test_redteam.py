@@ -559,6 +559,7 @@ BAD_INPUT = {
     "target above 1": ([EXP, "strategy.target=2"], ["strategy.target", "2"]),
     "unknown control": ([EXP, "controls.names=[nope]"], ["nope", "lower_rung"]),
     "zero organism steps": ([EXP, "organisms.steps=0"], ["organisms.steps", "0"]),
+    "all-untriggered mix": ([EXP, "organisms.perform_frac=1"], ["organisms.perform_frac", "(0, 1)"]),
 }
 
 
