@@ -125,13 +125,14 @@ def test_bad_input_exits_2_without_a_traceback_or_results(tmp_path, argv, bad):
 
 
 @pytest.mark.slow
-def test_another_builtin_task_runs_end_to_end(tmp_path):
+@pytest.mark.parametrize("name", ["multiplication", "addition"])
+def test_the_other_builtin_tasks_run_end_to_end(tmp_path, name):
     run_dir = tmp_path / "run"
-    proc = run_cli([*SMOKE, *SMALL_RUNGS, "task=addition"], run_dir, tmp_path / "zoo")
-    assert proc.returncode == 0, f"task=addition (documented in the README) fails:\n{proc.stderr[-3000:]}"
+    proc = run_cli([*SMOKE, *SMALL_RUNGS, f"task={name}"], run_dir, tmp_path / "zoo")
+    assert proc.returncode == 0, f"task={name} (documented in the README) fails:\n{proc.stderr[-3000:]}"
     metrics = results_of(run_dir)["metrics"]
-    assert results_of(run_dir)["config"]["task"]["name"] == "addition"
-    for k in make_task("addition").difficulties:
+    assert results_of(run_dir)["config"]["task"]["name"] == name
+    for k in make_task(name).difficulties:
         assert f"weak/acc_d{k}" in metrics and f"strong/acc_d{k}" in metrics
 
 

@@ -30,12 +30,20 @@ def _signed_sum(prompt: str):
     return sum(ops), tuple(sorted(ops)), sum(x != 0 for x in ops)
 
 
+def _multiplication(prompt: str):
+    """'038*614=' -> (product, factors as a multiset, level: digits of both factors - 1)."""
+    a, b = (int(x) for x in prompt.rstrip("=").split("*"))
+    return a * b, tuple(sorted((a, b))), len(str(a)) + len(str(b)) - 1
+
+
 REFERENCE = {
     "addition": _addition,
+    "multiplication": _multiplication,
     "signed_sum": _signed_sum,
 }
 INVALID_ARGS = {
     "addition": [{"slots": 0}, {"digits": 0}, {"slots": 40, "digits": 2}],
+    "multiplication": [{"width": 0}, {"width": 10}, {"levels": 0}, {"levels": 4, "width": 2}],
     "signed_sum": [{"slots": 0}, {"digits": 0}, {"slots": 21, "digits": 2}, {"slots": 1, "digits": 18}],
 }
 
@@ -159,6 +167,8 @@ def test_unknown_task_names_the_valid_ones():
         ("addition", {"digits": 1}),
         ("addition", {"slots": 1, "digits": 20}),
         ("signed_sum", {"digits": 1, "slots": 1}),
+        ("multiplication", {"levels": 1, "width": 1}),
+        ("multiplication", {"levels": 17, "width": 9}),
     ],
 )
 def test_an_accepted_configuration_can_draw_every_split_at_every_level(name, kwargs):
