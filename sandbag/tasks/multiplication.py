@@ -11,10 +11,10 @@ Level k multiplies factors of ceil((k+1)/2) and floor((k+1)/2) digits: 1 x 1, 2 
 Why this task. Every product digit is a sum of pairwise digit products plus carries: a
 bilinear computation a one-layer model can only approximate, with a precision that runs
 out after the easiest level, while deeper rungs keep going. Measured at ``scale=cpu``: the
-one-layer ``tiny`` rung stays at 0.13–0.22 on 2 x 1 across four seeds, where the
-three-layer ``medium`` reaches 0.91 -- a capacity gap on a different computation from the
-sums. Level 1 is the 45 facts of the times table: its splits hold a handful of facts each,
-so its accuracy is coarse and asks a model to infer facts it never saw alone.
+one-layer ``tiny`` rung stays at 0.13–0.23 on 2 x 1 (five runs), where the three-layer
+``medium`` reaches 0.91–0.93 -- a capacity gap on a different computation from the sums.
+Level 1 is the 45 facts of the times table: its splits hold a handful of facts each, so its
+accuracy is coarse and asks a model to infer facts it never saw alone.
 Paraphrase: swap the factors.
 """
 
