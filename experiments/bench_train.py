@@ -182,7 +182,7 @@ def print_tables(res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", default="addition")
+    ap.add_argument("--task", default="signed_sum")
     ap.add_argument("--rungs", nargs="+", help="rung names (default: all but large)")
     ap.add_argument("--all", action="store_true", help="include the large rung")
     ap.add_argument(

@@ -10,6 +10,10 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["TQDM_DISABLE"] = "1"
+# The tests' own task, ``addition`` (tests/addition_task.py), is a user task: importable in every
+# CLI subprocess, selected there with ADDITION below.
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
 
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -17,6 +21,7 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import addition_task  # noqa: E402, F401  (registers ``addition`` in this process)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -57,6 +62,8 @@ COPY3_SOURCE = textwrap.dedent(
 
 # The smallest command that runs the whole capability-ladder pipeline.
 SMOKE = ["+experiment=capability_ladder", "scale=smoke", "logger=none"]
+# CLI arguments that select the tests' ``addition`` task (tests/conf/task/addition.yaml).
+ADDITION = ["task=addition", f"hydra.searchpath=[file://{TESTS_DIR}/conf]"]
 # Faster rungs for end-to-end tests that run the pipeline several times.
 SMALL_RUNGS = ["model@weak=nano", "model@strong=tiny"]
 

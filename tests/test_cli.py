@@ -12,7 +12,7 @@ from sandbag.tasks import TASKS, make_task
 from sandbag.tasks.base import SPLITS
 
 EXP = "+experiment=capability_ladder"
-BUILTIN = sorted(TASKS)
+BUILTIN = sorted(n for n, cls in TASKS.items() if cls.__module__.startswith("sandbag."))  # shipped tasks
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_a_smoke_run_writes_results_and_a_plot(smoke_run):
 
 # (argv, substrings the message must contain: the bad value and what would be valid)
 BAD_INPUT = {
-    "unknown task": ([EXP, "task=nope"], ["nope", "addition"]),
+    "unknown task": ([EXP, "task=nope"], ["nope", "multiplication", "signed_sum"]),
     "unknown rung": ([EXP, "model@weak=nope"], ["nope", "nano", "tiny", "medium", "large"]),
     "zero steps": ([EXP, "train.steps=0"], ["train.steps", "0", "positive"]),
     "negative width": ([EXP, "weak.d_model=-1"], ["weak.d_model", "-1", "positive"]),
@@ -125,7 +125,7 @@ def test_bad_input_exits_2_without_a_traceback_or_results(tmp_path, argv, bad):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["multiplication", "addition"])
+@pytest.mark.parametrize("name", ["multiplication"])
 def test_the_other_builtin_tasks_run_end_to_end(tmp_path, name):
     run_dir = tmp_path / "run"
     proc = run_cli([*SMOKE, *SMALL_RUNGS, f"task={name}"], run_dir, tmp_path / "zoo")

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import SMALL_RUNGS, addition_answers, results_of, run_cli
+from conftest import ADDITION, SMALL_RUNGS, addition_answers, results_of, run_cli
 from hydra import compose, initialize_config_dir
 
 import sandbag.elicit.rl as rl_mod
@@ -49,7 +49,7 @@ TINY = [
     "model@weak=nano",
     "model@strong=nano",
     "model@lower=nano",
-    "task=addition",
+    *ADDITION,
     "task.slots=3",
     "train.batch_size=8",
     "train.steps_per_call=2",

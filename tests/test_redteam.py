@@ -13,7 +13,15 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import SMALL_RUNGS, addition_answers, addition_operands, comparable_leaves, results_of, run_cli
+from conftest import (
+    ADDITION,
+    SMALL_RUNGS,
+    addition_answers,
+    addition_operands,
+    comparable_leaves,
+    results_of,
+    run_cli,
+)
 from hydra import compose, initialize_config_dir
 
 from sandbag.config import ConfigError, check_argv, validate
@@ -49,7 +57,7 @@ TINY = [
     "model@weak=nano",
     "model@strong=nano",
     "model@lower=nano",
-    "task=addition",
+    *ADDITION,
     "task.slots=3",
     "train.steps=10",
     "train.steps_per_call=5",

@@ -6,8 +6,12 @@ items it can solve, poor on the ones it cannot -- the room a sandbagger hides in
 - ``agreement``: 1 if the candidate equals the weak model's greedy answer.
 - ``likelihood``: the weak model's per-token geometric-mean probability of the candidate.
 - ``verifier``: a weak-capacity model (the weak rung, fine-tuned with the shared trainer) that
-  reads question and candidate and writes a ``<yes>``/``<no>`` verdict; trained on true
-  answers against realistic errors (the weak model's own mistakes, else near misses).
+  reads question and candidate and writes a ``<yes>``/``<no>`` verdict on every answer token
+  as it reads it; the candidate passes if every token does. Trained on true answers against
+  realistic errors (the weak model's own mistakes, else near misses). A verdict per token
+  asks a one-layer model what it can do -- work out one answer token and compare it with the
+  token in front of it -- where a single verdict after the whole answer asks it to compare
+  every token at once, which left a one-layer verifier near chance even on the easiest level.
 
 A new judge is one class here (or in a user module) with ``@register_judge`` and a YAML in
 ``conf/judge/``.
@@ -27,7 +31,7 @@ from sandbag.data import eval_items, padded_map
 from sandbag.supervision.weak import answer_alphabet, member, prompts_of, realistic_errors, weak_answers
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import NO, PAD, YES
-from sandbag.train import TrainConfig, train
+from sandbag.train import TrainConfig, token_loss, train
 
 JUDGES: dict[str, type] = {}
 
@@ -72,10 +76,19 @@ def _mean_logprob(graphdef, params, tokens_BxL, answer_len: int):
     return picked.mean(-1)
 
 
-@partial(jax.jit, static_argnames=("graphdef",))
-def _p_yes(graphdef, params, tokens_BxL):
-    logits = nnx.merge(graphdef, jax.tree.map(lambda x: x[0], params))(tokens_BxL)[:, -1]
-    return jax.nn.softmax(logits[:, jnp.array([YES, NO])], axis=-1)[:, 0]
+@partial(jax.jit, static_argnames=("graphdef", "answer_len"))
+def _p_yes(graphdef, params, tokens_BxL, answer_len: int):
+    """The verdict on a candidate: the least P(<yes>) over its answer tokens, each read at its
+    own position."""
+    logits = nnx.merge(graphdef, jax.tree.map(lambda x: x[0], params))(tokens_BxL)[:, -answer_len:]
+    return jax.nn.softmax(logits[..., jnp.array([YES, NO])], axis=-1)[..., 0].min(-1)
+
+
+def verdict_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
+    """The verifier's loss: the sign of a position's weight is its verdict (+ ``<yes>``,
+    - ``<no>``), its size the weight; next-token targets are not used."""
+    verdict = jnp.where(weights_BxL > 0, YES, NO)
+    return token_loss(logits_BxLxV, verdict, jnp.abs(weights_BxL), step_frac)
 
 
 @register_judge("agreement")
@@ -111,7 +124,8 @@ class Verifier(Judge):
             warmup=50,
             save_every=10**9,
         )
-        spec = {"kind": "verifier", "weak": weak.key, "train": asdict(tcfg), "pool": int(cfg.pool)}
+        spec = {"kind": "verifier", "verdict": "per_token", "weak": weak.key, "train": asdict(tcfg)}
+        spec["pool"] = int(cfg.pool)
         # A copy: ``train`` donates its input, and member 0 of a one-member rung is the rung's
         # own arrays (a full slice), which the weak supervisor still needs.
         start = jax.tree.map(jnp.copy, member(weak.params))
@@ -125,28 +139,33 @@ class Verifier(Judge):
         n = int(self.cfg.pool)
         items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train")
         wrong = realistic_errors(items.answers, weak_answers(weak, items), answer_alphabet(task), rng)
-        right = _flatten(items, items.answers[:, None])
-        bad = _flatten(items, wrong[:, None])
-        L = task.seq_len + 1
+        right, bad = _flatten(items, items.answers[:, None]), _flatten(items, wrong[:, None])
+        # Each wrong answer's own wrong tokens are its <no>s; they are rare, so they weigh as
+        # much in all as the <yes>s (balanced classes over the pool).
+        n_no = max(int((wrong != items.answers).sum()), 1)
+        w_no = (2 * n * task.answer_len - n_no) / n_no
+        verdicts = np.where(wrong == items.answers, 1.0, -w_no).astype(np.float32)
+        A, L = task.answer_len, task.seq_len + 1  # a last dummy token: the model reads all seq_len
 
         def sample(member_idx, chunk):
             r = np.random.default_rng([chunk, 0x7E42])
             size = tcfg.steps_per_call * tcfg.batch_size
             idx, label = r.integers(0, n, size=size), r.random(size) < 0.5
             seqs = np.where(label[:, None], right[idx], bad[idx])
-            verdict = np.where(label, YES, NO)[:, None]
-            tokens = np.concatenate([seqs, verdict], axis=1).astype(np.int32)
+            tokens = np.concatenate([seqs, np.full((size, 1), PAD)], axis=1).astype(np.int32)
             weights = np.zeros((size, L - 1), np.float32)
-            weights[:, -1] = 1.0
+            weights[:, -A:] = np.where(label[:, None], 1.0, verdicts[idx])
             shape = (tcfg.steps_per_call, tcfg.batch_size)
             return tokens.reshape(*shape, L), weights.reshape(*shape, L - 1)
 
-        params, losses = train(weak.graphdef, start, tcfg, sample, progress=progress, desc="verifier")
+        params, losses = train(
+            weak.graphdef, start, tcfg, sample, progress=progress, loss_fn=verdict_loss, desc="verifier"
+        )
         return params, {"final_loss": float(losses[:, -1].mean())}
 
     def score_many(self, items, candidates):
-        n, C, _ = candidates.shape
-        fn = partial(_p_yes, self.weak.graphdef, self.params)
+        n, C, A = candidates.shape
+        fn = partial(_p_yes, self.weak.graphdef, self.params, answer_len=A)
         return padded_map(lambda x: fn(jnp.asarray(x)), _flatten(items, candidates), 2048).reshape(n, C)
 
 

@@ -157,7 +157,7 @@ TASKS: dict[str, Callable[..., Task]] = {}
 
 
 def register_task(name: str):
-    """Class decorator: ``@register_task("addition")`` makes ``task=addition`` valid."""
+    """Class decorator: ``@register_task("signed_sum")`` makes ``task=signed_sum`` valid."""
 
     def deco(cls):
         cls.name = name

@@ -5,9 +5,11 @@ the result as a sign and its magnitude, most-significant digit first::
 
     +00-37+91-46+00=+008
 
-Unlike ``addition``, terms cancel: the sign of the result and every digit of its magnitude
-depend on all operands, with borrows as well as carries. Each extra operand adds terms to
-aggregate in one pass -- a capacity gap, as in ``addition``, on a different computation.
+Why this layout. Terms cancel: the sign of the result and every digit of its magnitude
+depend on all operands, with borrows as well as carries, and each extra operand adds terms
+to aggregate in one pass -- a question of how much a model computes per token, which grows
+with depth and width: a capacity gap. (Plain multi-operand addition does not give one: one
+layer learns five or six operands, and is bimodal across seeds at eight.)
 Paraphrase: permute the signed operands.
 """
 

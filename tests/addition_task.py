@@ -1,25 +1,25 @@
-"""Multi-digit addition of several numbers; difficulty is how many of them there are.
+"""A task for the tests, registered as ``addition`` the way a user task is (not shipped).
+
+Multi-digit addition of several numbers; difficulty is how many of them there are. Its
+three-operand form trains in seconds, which is what the tests need. It is not one of the
+sandbox's tasks: at the default eight operands a one-layer rung is bimodal across seeds --
+some find a summation algorithm that works at every level, others never learn to copy one
+operand -- so its weak curve is an optimisation lottery, not a capacity limit; with five or
+six operands one layer learns it (experiments/REPORT.md).
 
 Layout (fixed width, so every position always means the same thing): ``slots`` operand
 slots of ``digits`` digits each, separated by ``+``; a level-k item fills k slots (chosen at
 random) and leaves the rest ``00``. The sum is written most-significant digit first::
 
     00+37+00+91+00+46+00+00=174
-
-Why this layout. With two operands, a fixed-width layout makes addition easy for any rung
-(one layer learns the column alignment), and a variable-width layout gives difficulty
-curves that are not monotone (learned positions see long items less often). Here the
-first answer digit already depends on every operand and every carry, and each extra
-operand adds digits to aggregate in one pass: a question of how much a model computes per
-token, which grows with depth and width -- a capacity gap. Every rung trains on all levels
-mixed; none is withheld.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sandbag.tasks.base import Task, digits_of, register_task
+from sandbag.tasks import Task, register_task
+from sandbag.tasks.base import digits_of
 
 
 @register_task("addition")
