@@ -22,7 +22,7 @@ from sandbag.zoo import Zoo
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
+FORMAT = 3  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
 
 
 @dataclass

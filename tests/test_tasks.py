@@ -31,9 +31,10 @@ def _signed_sum(prompt: str):
 
 
 def _multiplication(prompt: str):
-    """'038*614=' -> (product, factors as a multiset, level: digits of both factors - 1)."""
+    """'038*614=' -> (product, factors as a multiset, level: 1 if a factor is one, else digits
+    of both factors - 1)."""
     a, b = (int(x) for x in prompt.rstrip("=").split("*"))
-    return a * b, tuple(sorted((a, b))), len(str(a)) + len(str(b)) - 1
+    return a * b, tuple(sorted((a, b))), 1 if 1 in (a, b) else len(str(a)) + len(str(b)) - 1
 
 
 REFERENCE = {

@@ -5,17 +5,20 @@ to ``2 * width`` digits, most significant first::
 
     038*614=023332
 
-Level k multiplies factors of ceil((k+1)/2) and floor((k+1)/2) digits: 1 x 1, 2 x 1, 2 x 2,
-3 x 2, ... (``levels`` of them, at most ``2 * width - 1``); which factor comes first is random.
+Level 1 multiplies a number of up to ``width`` digits by one: the product is the number
+itself, so the level asks for alignment, not arithmetic. Level k >= 2 multiplies factors of
+ceil((k+1)/2) and floor((k+1)/2) digits: 2 x 1, 2 x 2, 3 x 2, ... (``levels`` of them, at
+most ``2 * width - 1``), neither a power of ten; which factor comes first is random.
 
 Why this task. Every product digit is a sum of pairwise digit products plus carries: a
 bilinear computation a one-layer model can only approximate, with a precision that runs
-out after the easiest level, while deeper rungs keep going. Measured at ``scale=cpu``: the
-one-layer ``tiny`` rung stays at 0.13–0.23 on 2 x 1 (five runs), where the three-layer
-``medium`` reaches 0.91–0.93 -- a capacity gap on a different computation from the sums.
-Level 1 is the 45 facts of the times table: its splits hold a handful of facts each, so its
-accuracy is coarse and asks a model to infer facts it never saw alone.
-Paraphrase: swap the factors.
+out after the easiest level, while deeper rungs keep going -- a capacity gap on a different
+computation from the sums. Why level 1 is a product by one rather than the times table:
+the 45 facts of the times table split 70/10/10/10 leave four facts in the eval split, so
+that level's accuracy moved by 0.15 with one fact and rose and fell between runs; a product
+by one has hundreds of distinct problems in every split. (A product by any power of ten,
+a shift whose size the model must read off a factor, is already too hard for one layer:
+0.79.) Paraphrase: swap the factors.
 """
 
 from __future__ import annotations
@@ -41,10 +44,15 @@ class Multiplication(Task):
         self.answer_len = 2 * width
 
     def sample(self, rng, n, difficulty):
-        k = np.asarray(difficulty) + 1
-        da, db = (k + 1) // 2, k // 2  # digits of the two factors
-        a = rng.integers(10 ** (da - 1), 10**da, size=n)
-        b = rng.integers(10 ** (db - 1), 10**db, size=n)
+        level = np.broadcast_to(np.asarray(difficulty), (n,))
+        k = level + 1
+        da, db = (k + 1) // 2, k // 2  # digits of the two factors (level >= 2)
+        # d digits, not a power of ten: 10^(d-1) + 1 .. 10^d - 1 (for one digit, 2..9).
+        a = rng.integers(10 ** (da - 1) + 1, 10**da, size=n)
+        b = rng.integers(10 ** (db - 1) + 1, 10**db, size=n)
+        by_one = level == 1
+        a = np.where(by_one, rng.integers(1, 10**self.width, size=n), a)
+        b = np.where(by_one, 1, b)
         swap = rng.random(n) < 0.5
         return np.stack([np.where(swap, b, a), np.where(swap, a, b)], axis=1)
 
