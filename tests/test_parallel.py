@@ -24,6 +24,7 @@ from sandbag.run import CONF_DIR, execute
 SCRIPT = r"""
 import json
 
+import addition_task  # noqa: F401  (the tests' own task; tests/ is on PYTHONPATH)
 import jax
 import numpy as np
 
