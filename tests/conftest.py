@@ -178,10 +178,9 @@ def addition_answers(task, prompts: np.ndarray) -> np.ndarray:
     return np.array([[task.vocab.index(c) for c in str(s).zfill(task.answer_len)] for s in sums])
 
 
-@pytest.fixture(scope="session")
-def weak_supervisor():
-    """A nano rung trained briefly on 3-operand addition: right on most level-1 items, wrong on
-    most level-3 ones (a weak supervisor with a real blind spot). Shared, so never donate it."""
+def addition_rung(name: str, d_model: int, key: str):
+    """(3-operand addition, a one-layer rung of width ``d_model`` trained on it for 300 steps):
+    right on most level-1 items, wrong on most level-3 ones. ``key`` names it for the zoo."""
     from sandbag.data import ladder_sampler
     from sandbag.ladder import Rung
     from sandbag.models import ModelConfig
@@ -189,8 +188,16 @@ def weak_supervisor():
     from sandbag.train import TrainConfig, init_population, train
 
     task = make_task("addition", slots=3, digits=2)
-    cfg = ModelConfig(name="nano", n_layers=1, d_model=16, n_heads=2, vocab_size=task.vocab_size, max_len=64)
+    vocab = task.vocab_size
+    cfg = ModelConfig(name=name, n_layers=1, d_model=d_model, n_heads=2, vocab_size=vocab, max_len=64)
     graphdef, params = init_population(cfg, [0])
     tcfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup=20, steps_per_call=50)
     params, _ = train(graphdef, params, tcfg, ladder_sampler(task, [0], 64, 50))
-    return task, Rung("weak", cfg, graphdef, params, reused=False, key="test-weak-nano-addition3")
+    return task, Rung("weak", cfg, graphdef, params, reused=False, key=key)
+
+
+@pytest.fixture(scope="session")
+def weak_supervisor():
+    """A nano rung trained briefly on 3-operand addition (a weak supervisor with a real blind
+    spot). Shared, so never donate it."""
+    return addition_rung("nano", 16, "test-weak-nano-addition3")

@@ -14,21 +14,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL_RUNGS, log_of, results_of, run_cli
+from conftest import SMALL_RUNGS, addition_rung, log_of, results_of, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
-from sandbag.data import eval_items, ladder_sampler
+from sandbag.data import eval_items
 from sandbag.detect import DETECTORS, Detector, View, make_detector
 from sandbag.detect.game import auroc, auroc_ci, tpr_at_fpr
-from sandbag.ladder import Rung
 from sandbag.models import ModelConfig
 from sandbag.redteam import Population
 from sandbag.run import CONF_DIR
 from sandbag.supervision import make_judge
-from sandbag.tasks import Items, make_task
+from sandbag.tasks import Items
 from sandbag.tasks.base import PAD
-from sandbag.train import TrainConfig, init_population, train
+from sandbag.train import init_population
 
 GOLD_READERS = {"noise_injection", "gold_finetune_gap"}
 # The YAML configs, shrunk so that each detector runs in seconds on a 4-member population.
@@ -107,12 +106,7 @@ def tiny_population(task, seeds, d_model=16) -> Population:
 def blue_weak():
     """(task, weak rung): a nano model trained briefly on 3-operand addition, right on many
     easy items and few hard ones. Shared by the module, so never donate its parameters."""
-    task = make_task("addition", slots=3, digits=2)
-    cfg = ModelConfig(name="nano", n_layers=1, d_model=16, n_heads=2, vocab_size=task.vocab_size, max_len=64)
-    graphdef, params = init_population(cfg, [0])
-    tcfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup=20, steps_per_call=50)
-    params, _ = train(graphdef, params, tcfg, ladder_sampler(task, [0], 64, 50))
-    return task, Rung("weak", cfg, graphdef, params, reused=False, key="test-detect-weak-nano")
+    return addition_rung("nano", 16, "test-detect-weak-nano")
 
 
 @pytest.fixture(scope="module")

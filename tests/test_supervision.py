@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import addition_answers, addition_operands
+from conftest import addition_answers, addition_operands, addition_rung
 from flax import nnx
 from omegaconf import OmegaConf
 
@@ -311,18 +311,7 @@ def test_a_one_layer_verifier_is_good_on_easy_items_and_blind_on_hard_ones(zoo_d
     accepts true answers and rejects realistic errors; on the hardest it does much worse.
     A one-layer rung with a single verdict after the answer stayed near chance on every level;
     a verdict on each answer token, read where the token stands, is within its reach."""
-    from sandbag.data import ladder_sampler
-    from sandbag.ladder import Rung
-    from sandbag.models import ModelConfig
-    from sandbag.tasks import make_task
-    from sandbag.train import TrainConfig, train
-
-    task = make_task("addition", slots=3, digits=2)
-    cfg = ModelConfig(name="tiny", n_layers=1, d_model=32, n_heads=2, vocab_size=task.vocab_size, max_len=64)
-    graphdef, params = init_population(cfg, [0])
-    tcfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup=20, steps_per_call=50)
-    params, _ = train(graphdef, params, tcfg, ladder_sampler(task, [0], 64, 50))
-    weak = Rung("weak", cfg, graphdef, params, reused=False, key="test-weak-tiny-addition3")
+    task, weak = addition_rung("tiny", 32, "test-weak-tiny-addition3")
     vcfg = judge_cfg("verifier", steps=3000, batch_size=128, pool=16384)
     judge = make_judge(vcfg, task, weak, Zoo(zoo_dir))
 

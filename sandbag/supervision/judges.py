@@ -124,8 +124,13 @@ class Verifier(Judge):
             warmup=50,
             save_every=10**9,
         )
-        spec = {"kind": "verifier", "verdict": "per_token", "weak": weak.key, "train": asdict(tcfg)}
-        spec["pool"] = int(cfg.pool)
+        spec = {
+            "kind": "verifier",
+            "verdict": "per_token",
+            "weak": weak.key,
+            "train": asdict(tcfg),
+            "pool": int(cfg.pool),
+        }
         # A copy: ``train`` donates its input, and member 0 of a one-member rung is the rung's
         # own arrays (a full slice), which the weak supervisor still needs.
         start = jax.tree.map(jnp.copy, member(weak.params))
@@ -140,12 +145,12 @@ class Verifier(Judge):
         items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train")
         wrong = realistic_errors(items.answers, weak_answers(weak, items), answer_alphabet(task), rng)
         right, bad = _flatten(items, items.answers[:, None]), _flatten(items, wrong[:, None])
+        A, L = task.answer_len, task.seq_len + 1  # a last dummy token: the model reads all seq_len
         # Each wrong answer's own wrong tokens are its <no>s; they are rare, so they weigh as
         # much in all as the <yes>s (balanced classes over the pool).
         n_no = max(int((wrong != items.answers).sum()), 1)
-        w_no = (2 * n * task.answer_len - n_no) / n_no
+        w_no = (2 * n * A - n_no) / n_no
         verdicts = np.where(wrong == items.answers, 1.0, -w_no).astype(np.float32)
-        A, L = task.answer_len, task.seq_len + 1  # a last dummy token: the model reads all seq_len
 
         def sample(member_idx, chunk):
             r = np.random.default_rng([chunk, 0x7E42])
