@@ -75,7 +75,7 @@ def elicit_cfg(*overrides: str):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """(cfg, task, weak rung, strong rung, agreement judge): untrained nano rungs (never donated)."""
+    """(cfg, task, weak rung, strong rung, default judge): untrained nano rungs (never donated)."""
     cfg = elicit_cfg()
     task = validate(cfg)
     rungs = {}
@@ -89,12 +89,12 @@ def base(tmp_path_factory):
 
 def make_setting(base, distinguishable: bool, judge=None, trigger: str = "deployment") -> Setting:
     """A fresh two-member organism population (nano, untrained) in a Setting."""
-    cfg, task, weak, strong, agreement = base
+    cfg, task, weak, strong, default_judge = base
     seeds = [101, 102]
     graphdef, params = init_population(strong.cfg, seeds)
     organisms = Population(graphdef, params, ["emulate_weak"] * 2, seeds)
     return Setting(
-        cfg, task, organisms, weak, strong, judge or agreement, get_trigger(trigger), distinguishable
+        cfg, task, organisms, weak, strong, judge or default_judge, get_trigger(trigger), distinguishable
     )
 
 

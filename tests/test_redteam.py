@@ -83,7 +83,7 @@ def member(params, i: int):
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
-    """(cfg, task, weak rung, strong rung, agreement judge), rungs trained 10 steps in their own zoo."""
+    """(cfg, task, weak rung, strong rung, default judge), rungs trained 10 steps in their own zoo."""
     cfg = organisms_cfg()
     task = validate(cfg)
     zoo = Zoo(tmp_path_factory.mktemp("rungs"))
@@ -626,9 +626,11 @@ def test_the_organisms_experiment_writes_every_metric_and_plot(tmp_path):
     for role in ("weak", "strong"):
         unit(f"{role}/acc")
         unit(f"{role}/judge_acc")
-    unit("judge/agreement/acc")
+    judge = results["config"]["judge"]["name"]
+    assert judge == "likelihood", "the default judge"
+    unit(f"judge/{judge}/acc")
     for d in levels:
-        unit(f"judge/agreement/acc_d{d}")
+        unit(f"judge/{judge}/acc_d{d}")
     assert "organisms and benign controls" in proc.stdout, "the summary table should be printed"
 
 
