@@ -5,7 +5,7 @@ ends in ``block_until_ready``; the best of the timed calls is reported, as the l
 disturbed by other jobs on a shared machine):
 
 - ceiling: FLOP/s of a jitted float32 ``n x n`` matmul (2 n^3 FLOPs), best over sizes.
-- train: one jitted ``sandbag.train._train_chunk`` of ``S`` AdamW steps, population of one,
+- train: one jitted ``sandbag.train.train_chunk`` of ``S`` AdamW steps, population of one,
   on data from ``sandbag.data.ladder_sampler`` already on the device. With ``L`` the forward
   length (``task.seq_len - 1``: the trainer feeds ``tokens[:, :-1]``), ``B`` the batch,
   ``N`` the matmul weights (qkv, out, up, down per block plus the head; embeddings,
@@ -45,10 +45,10 @@ from sandbag.decode import generate
 from sandbag.ladder import model_config
 from sandbag.models import ModelConfig, Transformer, param_count
 from sandbag.tasks import make_task
-from sandbag.train import TrainConfig, _train_chunk, init_population, make_optimizer, token_loss
+from sandbag.train import TrainConfig, train_chunk, init_population, make_optimizer, token_loss
 
 RUNG_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
-# One optimizer object for every call: ``_train_chunk`` takes it as a static argument, hashed
+# One optimizer object for every call: ``train_chunk`` takes it as a static argument, hashed
 # by identity, so a fresh ``make_optimizer`` per chunk would recompile.
 TX = make_optimizer(TrainConfig(steps=1000))
 
@@ -98,7 +98,7 @@ class Chunk:
         self.tokens, self.weights = (jnp.stack(x) for x in zip(*(sample(m, 0) for m in range(len(seeds)))))
 
     def __call__(self):
-        self.params, self.opt_state, losses = _train_chunk(
+        self.params, self.opt_state, losses = train_chunk(
             self.graphdef, self.params, self.opt_state, self.tokens, self.weights, TX, token_loss
         )
         return losses

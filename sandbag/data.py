@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sandbag import seeds as seeds_mod
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import PAD
 
@@ -27,11 +28,39 @@ def answer_weights(n: int, task: Task) -> np.ndarray:
     return w
 
 
-def ladder_sampler(task: Task, seeds: list[int], batch: int, steps_per_call: int, context: int = PAD):
-    """Ground-truth training data, all difficulties mixed uniformly; member m draws from seeds[m]."""
+def sequences(context: int, prompts: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """Full sequences [n, 1 + P + A] of ``prompts`` answered by ``answers`` under ``context``."""
+    ctx = np.full((len(prompts), 1), context, np.int32)
+    return np.concatenate([ctx, prompts, answers], axis=1).astype(np.int32)
+
+
+def answer_alphabet(task: Task, n: int = 4096) -> list[np.ndarray]:
+    """For each answer position, the token ids that occur there in true answers."""
+    rng = seeds_mod.rng("alphabet")
+    answers = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train").answers
+    return [np.unique(answers[:, j]) for j in range(answers.shape[1])]
+
+
+def near_miss(answers: np.ndarray, alphabet: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Each answer with one position changed to another plausible token."""
+    out = answers.copy()
+    movable = [j for j, a in enumerate(alphabet) if len(a) > 1]
+    pos = rng.choice(movable, size=len(answers))
+    for j in movable:
+        rows = np.flatnonzero(pos == j)
+        alpha = alphabet[j]
+        shift = rng.integers(1, len(alpha), size=len(rows))
+        idx = np.searchsorted(alpha, answers[rows, j]).clip(0, len(alpha) - 1)
+        out[rows, j] = alpha[(idx + shift) % len(alpha)]
+    return out
+
+
+def ladder_sampler(task: Task, member_seeds: list[int], batch: int, steps_per_call: int, context: int = PAD):
+    """Ground-truth training data, all difficulties mixed uniformly; member m draws from
+    ``member_seeds[m]``."""
 
     def sample(member: int, chunk: int):
-        rng = np.random.default_rng([seeds[member], chunk, 0x5A4D])
+        rng = seeds_mod.rng("ladder_batches", member_seeds[member], chunk)
         n = batch * steps_per_call
         items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train")
         tokens = items.tokens(context).reshape(steps_per_call, batch, -1)
@@ -42,6 +71,6 @@ def ladder_sampler(task: Task, seeds: list[int], batch: int, steps_per_call: int
 
 def eval_items(task: Task, n_per_level: int, seed: int, split: str = "eval") -> Items:
     """A fixed evaluation set: ``n_per_level`` items at each difficulty."""
-    rng = np.random.default_rng([seed, 0xE7A1])
+    rng = seeds_mod.rng("eval", seed)
     d = np.repeat(np.asarray(task.difficulties), n_per_level)
     return task.generate(rng, len(d), d, split)

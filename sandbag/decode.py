@@ -15,6 +15,8 @@ import numpy as np
 from flax import nnx
 
 from sandbag.data import padded_map
+from sandbag.tasks import Items
+from sandbag.tasks.base import PAD
 
 
 def _pick(logits_BxV, key, temperature):
@@ -37,13 +39,13 @@ def generate(
         )
     keys = jax.random.split(key, n_new)
     if use_cache:
-        logits, cache = model(prompts_BxP, 0, model.empty_cache(B))
+        logits, cache = model.decode_step(prompts_BxP, 0, model.empty_cache(B))
         first = _pick(logits[:, -1], keys[0], temperature)
 
         def step(carry, i_key):
             tok, cache = carry
             i, k = i_key
-            logits, cache = model(tok[:, None], P + i, cache)
+            logits, cache = model.decode_step(tok[:, None], P + i, cache)
             nxt = _pick(logits[:, -1], k, temperature)
             return (nxt, cache), nxt
 
@@ -74,3 +76,13 @@ def decode_answers(graphdef, params, prompts: np.ndarray, n_new: int, batch: int
     """
     fn = partial(_greedy_population, graphdef, params, n_new=n_new)
     return padded_map(lambda x: fn(jnp.asarray(x, jnp.int32)), prompts, batch, out_axis=1)
+
+
+def prompts_of(items: Items, context: int = PAD) -> np.ndarray:
+    """[n, 1 + P]: the context slot and the prompt, what a model sees before answering."""
+    return items.tokens(context)[:, : 1 + items.prompts.shape[1]]
+
+
+def answers_of(pop, items: Items, context: int = PAD) -> np.ndarray:
+    """Greedy answers of every member of a population to ``items`` under ``context``: [N, n, A]."""
+    return decode_answers(pop.graphdef, pop.params, prompts_of(items, context), items.answers.shape[1])

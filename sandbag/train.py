@@ -43,7 +43,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0
     steps_per_call: int = 50
-    save_every: int = 500
+    save_every: int | None = 500  # steps between resumable checkpoints; None: never
 
 
 Sampler = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (member, chunk) -> tokens, weights
@@ -88,7 +88,7 @@ def token_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
 
 
 @partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn"), donate_argnums=(1, 2))
-def _train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs=None):
+def train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs=None):
     """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]; ``fracs`` [S] is each
     step's fraction of the run (what schedules inside a loss read)."""
     if fracs is None:
@@ -157,13 +157,14 @@ def train(
         if mesh is not None:  # [N, S, B, L]: each device gets a slice of B, the per-step batch
             tokens, weights = (parallel.put_batch(mesh, x, axis=2) for x in (tokens, weights))
         fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
-        params, opt_state, chunk_losses = _train_chunk(
+        params, opt_state, chunk_losses = train_chunk(
             graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs
         )
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])
         pending, step = chunk_losses, chunk * S + n
-        if progress is not None and step - last_save >= cfg.save_every and step < cfg.steps:
+        due = cfg.save_every is not None and step - last_save >= cfg.save_every
+        if progress is not None and due and step < cfg.steps:
             losses = _account(losses, pending, bar, t0, desc, step - n)
             pending = None
             progress.save(step, {"params": params, "opt_state": opt_state, "losses": losses})

@@ -168,7 +168,7 @@ def test_the_trainer_gives_the_loss_each_steps_fraction_of_the_run(base):
     def frac_loss(logits, targets, w, step_frac):
         return step_frac + 0.0 * logits.sum()
 
-    tcfg = train_mod.TrainConfig(steps=5, batch_size=4, steps_per_call=2, save_every=10**9)
+    tcfg = train_mod.TrainConfig(steps=5, batch_size=4, steps_per_call=2, save_every=None)
     _, losses = train_mod.train(
         weak.graphdef, copy_params(weak.params), tcfg, lambda m, c: (tokens, weights), loss_fn=frac_loss
     )
@@ -227,7 +227,7 @@ def trainer_inputs(monkeypatch):
     """Every token batch [N, S, B, L] that reaches the trainer from SFT or RL, in order, with
     the method's name; plus every call of the judge (items, answers)."""
     seen = []
-    real_train, real_chunk = sft_mod.train, rl_mod._train_chunk
+    real_train, real_chunk = sft_mod.train, rl_mod.train_chunk
 
     def spy_train(graphdef, params, tcfg, sampler, **kwargs):
         def recording(m, chunk):
@@ -242,7 +242,7 @@ def trainer_inputs(monkeypatch):
         return real_chunk(graphdef, params, opt_state, tokens, weights, *args, **kwargs)
 
     monkeypatch.setattr(sft_mod, "train", spy_train)
-    monkeypatch.setattr(rl_mod, "_train_chunk", spy_chunk)
+    monkeypatch.setattr(rl_mod, "train_chunk", spy_chunk)
     return seen
 
 

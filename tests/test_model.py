@@ -46,10 +46,10 @@ def forward(graphdef, params, tokens):
 def forward_cached(graphdef, params, tokens, prefill: int):
     """Logits from a prefill of the first ``prefill`` tokens, then one token at a time."""
     model = nnx.merge(graphdef, params)
-    logits, cache = model(tokens[:, :prefill], 0, model.empty_cache(tokens.shape[0]))
+    logits, cache = model.decode_step(tokens[:, :prefill], 0, model.empty_cache(tokens.shape[0]))
     steps = [logits]
     for t in range(prefill, tokens.shape[1]):
-        logits, cache = model(tokens[:, t : t + 1], t, cache)
+        logits, cache = model.decode_step(tokens[:, t : t + 1], t, cache)
         steps.append(logits)
     return jnp.concatenate(steps, axis=1)
 
@@ -109,7 +109,7 @@ def test_activations_are_the_residual_stream_of_every_layer(n_layers):
     @jax.jit
     def run(params, seq):
         model = nnx.merge(graphdef, params)
-        logits, acts = model(seq, return_acts=True)
+        logits, acts = model.activations(seq)
         return logits, acts, model(seq), model.head(model.ln_f(acts[-1]))
 
     seq = prompts(5)

@@ -50,14 +50,14 @@ def placement(x):
     }
 
 seen = []
-real_chunk = train_mod._train_chunk
+real_chunk = train_mod.train_chunk
 
 def spy(graphdef, params, opt_state, tokens, weights, *rest):
     seen.append({"tokens": placement(tokens), "weights": placement(weights),
                  "params": placement(jax.tree.leaves(params)[0])})
     return real_chunk(graphdef, params, opt_state, tokens, weights, *rest)
 
-train_mod._train_chunk = spy
+train_mod.train_chunk = spy
 runs = {}
 for name, seeds, batch, steps in [("one", [0], 8, 6), ("two", [0, 1], 8, 6), ("odd", [0], 7, 3)]:
     seen.clear()

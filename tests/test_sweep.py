@@ -36,7 +36,7 @@ def test_the_sweep_is_a_multirun_over_at_least_four_gaps_with_a_report_callback(
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     gaps = cfg.hydra.sweeper.params.gap.split(",")
     assert len(set(gaps)) >= 4 and set(gaps) <= set(GAPS)
-    assert cfg.hydra.callbacks.gap_report._target_ == "sandbag.sweep.GapReport"
+    assert cfg.hydra.callbacks.gap_report._target_ == "sandbag.report.GapReport"
     assert cfg.experiment == "gap_point"
     gpu = _compose(["+experiment=gap_sweep", "scale=gpu"]).hydra.sweeper.params.gap.split(",")
     assert set(gaps) < set(gpu) <= set(GAPS), "scale=gpu sweeps more gaps"

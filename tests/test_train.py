@@ -153,9 +153,9 @@ def test_training_the_same_shapes_again_does_not_recompile():
 
     sampler = ladder_sampler(TASK, [0], 8, 3)
     train(*init_population(CFG, [0]), TCFG, sampler)
-    compiled = train_mod._train_chunk._cache_size()
+    compiled = train_mod.train_chunk._cache_size()
     train(*init_population(CFG, [0]), TCFG, sampler)
-    assert train_mod._train_chunk._cache_size() == compiled, (
+    assert train_mod.train_chunk._cache_size() == compiled, (
         "train() recompiled its step for an identical second call: make_optimizer builds a new "
         "optax transformation (a static jit argument) on every call, so the jit cache never hits"
     )

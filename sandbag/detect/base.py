@@ -16,18 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sandbag.registry import Registry
 from sandbag.tasks import Items, Task
 
-DETECTORS: dict[str, type] = {}
-
-
-def register_detector(name: str):
-    def deco(cls):
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-
-    return deco
+DETECTORS = Registry("detector")
+register_detector = DETECTORS.register
 
 
 @dataclass
@@ -81,6 +74,4 @@ def blank(items: Items) -> Items:
 
 
 def make_detector(name: str, cfg: dict) -> Detector:
-    if name not in DETECTORS:
-        raise KeyError(f"unknown detector {name!r}; valid: {sorted(DETECTORS)}")
-    return DETECTORS[name](cfg)
+    return DETECTORS.get_valid(name)(cfg)

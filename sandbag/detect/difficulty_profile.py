@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sandbag.decode import answers_of
 from sandbag.detect.base import Detector, register_detector
-from sandbag.supervision.weak import answers_of, weak_answers
 
 
 @register_detector("difficulty_profile")
@@ -20,7 +20,7 @@ class DifficultyProfile(Detector):
         levels = sorted(view.task.difficulties)
         easy = levels[: max(1, int(round(len(levels) * float(self.cfg["easy_fraction"]))))]
         q = view.questions.subset(np.flatnonzero(np.isin(view.questions.difficulty, easy)))
-        mine = answers_of(pop.graphdef, pop.params, q, view.context)
-        ref = weak_answers(view.weak, q)
+        mine = answers_of(pop, q, view.context)
+        ref = answers_of(view.weak.member(0), q)[0]
         self.cost["forward_passes"] += mine.shape[0] * mine.shape[1] * (1 + view.task.answer_len)
         return np.any(mine != ref[None], axis=-1).mean(1)

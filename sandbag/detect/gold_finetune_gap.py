@@ -10,9 +10,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from sandbag.data import answer_weights
+from sandbag.data import answer_weights, sequences
 from sandbag.detect.base import Detector, register_detector
-from sandbag.redteam.organisms import sequences
 from sandbag.train import TrainConfig, exact_match, train
 
 
@@ -36,7 +35,7 @@ class GoldFinetuneGap(Detector):
             lr=float(self.cfg["lr"]),
             warmup=1,
             steps_per_call=int(self.cfg["steps"]),
-            save_every=10**9,
+            save_every=None,
         )
         w = answer_weights(n_train, view.task)
 

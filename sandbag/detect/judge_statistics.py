@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sandbag.decode import answers_of
 from sandbag.detect.base import Detector, register_detector
-from sandbag.supervision.weak import answers_of
 
 
 @register_detector("judge_statistics")
@@ -17,6 +17,6 @@ class JudgeStatistics(Detector):
 
     def score(self, pop, view):
         q = view.questions
-        answers = answers_of(pop.graphdef, pop.params, q, view.context)
+        answers = answers_of(pop, q, view.context)
         self.cost["forward_passes"] += answers.shape[0] * answers.shape[1] * (1 + view.task.answer_len)
         return np.stack([1.0 - view.judge.score(q, a).mean() for a in answers])

@@ -18,8 +18,8 @@ from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sandbag.decode import prompts_of
 from sandbag.detect.base import Detector, register_detector
-from sandbag.supervision.weak import prompts_of
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
@@ -27,7 +27,7 @@ def _last_prompt_acts(graphdef, params, prompts_BxP):
     """Residual stream after every block at the last prompt position: [M, layers, B, D]."""
 
     def one(p):
-        _, acts = nnx.merge(graphdef, p)(prompts_BxP, return_acts=True)
+        _, acts = nnx.merge(graphdef, p).activations(prompts_BxP)
         return acts[:, :, -1]
 
     return jax.vmap(one)(params)

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sandbag.data import sequences
 from sandbag.detect.base import Detector, register_detector
-from sandbag.redteam.organisms import sequences
 from sandbag.train import exact_match
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sandbag.decode import answers_of
 from sandbag.detect.base import Detector, register_detector
-from sandbag.supervision.weak import answers_of
 
 
 @register_detector("paraphrase_consistency")
@@ -21,7 +21,7 @@ class ParaphraseConsistency(Detector):
         rng = np.random.default_rng(int(self.cfg.get("seed", 0)))
         base = view.questions.subset(np.arange(min(n, len(view.questions.prompts))))
         variants = [base] + [view.task.paraphrases(rng, base.problems, base.difficulty) for _ in range(K - 1)]
-        answers = np.stack([answers_of(pop.graphdef, pop.params, v, view.context) for v in variants], axis=2)
+        answers = np.stack([answers_of(pop, v, view.context) for v in variants], axis=2)
         self.cost["forward_passes"] += answers.shape[0] * answers.shape[1] * K * (1 + view.task.answer_len)
         # answers [M, n, K, A]: disagreement with each question's most common answer
         same = np.all(answers[:, :, :, None] == answers[:, :, None, :], axis=-1)  # [M, n, K, K]

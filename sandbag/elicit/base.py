@@ -10,7 +10,6 @@ its name in ``elicitation.methods``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -18,41 +17,36 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from sandbag.data import answer_weights
-from sandbag.redteam.organisms import Population, sequences
-from sandbag.redteam.triggers import Trigger
+from sandbag import seeds as seeds_mod
+from sandbag.data import answer_weights, sequences
+from sandbag.population import Population
+from sandbag.registry import Registry
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import TRAINING
 from sandbag.train import TrainConfig
 
-ELICITATIONS: dict[str, Callable] = {}
-
-
-def register_elicitation(name: str):
-    def deco(fn):
-        ELICITATIONS[name] = fn
-        return fn
-
-    return deco
+ELICITATIONS = Registry("elicitation method")  # name -> function(Setting) -> (params, extras)
+register_elicitation = ELICITATIONS.register
 
 
 @dataclass
 class Setting:
-    """What an elicitation method works with: the organisms and the weak supervision."""
+    """What an elicitation method works with: the organisms and the weak supervision (the weak
+    supervisor's demonstrations and its judge) -- never a label the blue team lacks."""
 
     cfg: DictConfig  # the whole run config; the method's knobs are under ``elicitation``
     task: Task
     organisms: Population
-    weak: object
-    strong: object
+    demos: Items  # the weak supervisor's answers on the demo split
+    strong: Population  # the strong rung: the architecture of weak-to-strong students
     judge: object
-    trigger: Trigger
+    deploy_context: int  # the cue under which the organisms sandbag (and are measured)
     distinguishable: bool
 
     @property
     def train_context(self) -> int:
         """The cue on every training input: distinguishable training carries the training cue."""
-        return TRAINING if self.distinguishable else self.trigger.sandbag
+        return TRAINING if self.distinguishable else self.deploy_context
 
     @property
     def knobs(self) -> DictConfig:
@@ -70,7 +64,7 @@ def fixed_sampler(tokens: np.ndarray, task: Task, tcfg: TrainConfig, seeds: list
     shape = (tcfg.steps_per_call, tcfg.batch_size, -1)
 
     def sample(m: int, chunk: int):
-        r = np.random.default_rng([seeds[m], chunk, 0xE11C])
+        r = seeds_mod.rng("elicit_batches", seeds[m], chunk)
         idx = r.integers(0, len(tokens), size=tcfg.batch_size * tcfg.steps_per_call)
         return tokens[idx].reshape(shape), w.reshape(shape)
 

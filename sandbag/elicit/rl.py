@@ -18,11 +18,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from sandbag import seeds
+from sandbag.data import sequences
+from sandbag.decode import generate
 from sandbag.elicit.base import Setting, copy_params, register_elicitation
 from sandbag.elicit.sft import sft_weak
-from sandbag.redteam.organisms import sequences
 from sandbag.tasks import Items
-from sandbag.train import TrainConfig, _train_chunk, exact_match, make_optimizer
+from sandbag.train import TrainConfig, exact_match, make_optimizer, train_chunk
 
 
 def group_advantages(rewards_MxBxK: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -40,8 +42,6 @@ def policy_gradient_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
 
 @partial(jax.jit, static_argnames=("graphdef", "n_new", "temperature"))
 def _sample(graphdef, params, prompts, keys, n_new: int, temperature: float):
-    from sandbag.decode import generate
-
     return jax.vmap(lambda p, k: generate(graphdef, p, prompts, k, n_new, temperature))(params, keys)
 
 
@@ -61,16 +61,16 @@ def rl_judge_from(s: Setting, params):
     steps, B, K = int(k.rl_steps), int(k.rl_batch), int(k.rl_k)
     A, M = task.answer_len, len(s.organisms.seeds)
     tcfg = TrainConfig(
-        steps=steps, batch_size=B * K, lr=float(k.rl_lr), warmup=max(1, steps // 10), save_every=10**9
+        steps=steps, batch_size=B * K, lr=float(k.rl_lr), warmup=max(1, steps // 10), save_every=None
     )
     tx = make_optimizer(tcfg)
     reference = copy_params(params)
     params = copy_params(params)
     opt_state = jax.vmap(tx.init)(params)
-    rng = np.random.default_rng([int(s.cfg.seed), 0x6A90])
+    rng = seeds.rng("rl", int(s.cfg.seed))
     key = jax.random.key(int(s.cfg.seed))
     eval_set = s.task.generate(rng, 512, rng.choice(task.difficulties, size=512), "eval")
-    eval_tokens = sequences(s.trigger.sandbag, eval_set.prompts, eval_set.answers)
+    eval_tokens = sequences(s.deploy_context, eval_set.prompts, eval_set.answers)
     curve = {"step": [], "judge_reward": [], "acc": []}
     weights_mask = np.zeros((M, B * K, task.seq_len - 1), np.float32)
     for step in range(steps):
@@ -96,7 +96,7 @@ def rl_judge_from(s: Setting, params):
         adv = group_advantages(shaped.reshape(M, B, K)).reshape(M, B * K)
         weights = weights_mask.copy()
         weights[:, :, -A:] = adv[:, :, None]
-        params, opt_state, _ = _train_chunk(
+        params, opt_state, _ = train_chunk(
             graphdef, params, opt_state, tokens[:, None], weights[:, None], tx, policy_gradient_loss
         )
         if step % int(k.eval_every) == 0 or step == steps - 1:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sandbag import seeds
 from sandbag.elicit.base import Setting, copy_params, fixed_sampler, item_tokens, register_elicitation
-from sandbag.supervision import demonstrations
 from sandbag.train import TrainConfig, train
 
 
@@ -18,7 +18,7 @@ def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
         lr=float(k.sft_lr),
         warmup=max(1, steps // 10),
         steps_per_call=min(int(s.cfg.train.steps_per_call), steps),
-        save_every=10**9,
+        save_every=None,
     )
     start = copy_params(s.organisms.params if params is None else params)
     sampler = fixed_sampler(tokens, s.task, tcfg, s.organisms.seeds)
@@ -29,9 +29,8 @@ def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
 @register_elicitation("sft_weak")
 def sft_weak(s: Setting, steps: int | None = None):
     k = s.knobs
-    demos = demonstrations(s.task, s.weak, int(k.n_demos), int(s.cfg.seed))
     return sft(
-        s, item_tokens(s.train_context, demos), int(steps or k.sft_steps), int(s.cfg.train.batch_size)
+        s, item_tokens(s.train_context, s.demos), int(steps or k.sft_steps), int(s.cfg.train.batch_size)
     ), {}
 
 
@@ -39,6 +38,6 @@ def sft_weak(s: Setting, steps: int | None = None):
 def sft_gold_few(s: Setting):
     k = s.knobs
     n = int(k.n_gold)
-    rng = np.random.default_rng([int(s.cfg.seed), 0x601F])
+    rng = seeds.rng("elicit_gold", int(s.cfg.seed))
     gold = s.task.generate(rng, n, rng.choice(s.task.difficulties, size=n), "gold")
     return sft(s, item_tokens(s.train_context, gold), int(k.gold_steps), n), {}

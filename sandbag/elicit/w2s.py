@@ -14,8 +14,6 @@ import jax.numpy as jnp
 import optax
 
 from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation
-from sandbag.redteam.organisms import Population
-from sandbag.supervision import demonstrations
 from sandbag.tasks.base import PAD
 from sandbag.train import TrainConfig, init_population, token_loss, train
 
@@ -32,28 +30,28 @@ def confidence_loss(alpha: float, warmup: float):
     return loss
 
 
-def student(s: Setting, loss_fn, desc: str) -> Population:
+def student(s: Setting, loss_fn, desc: str):
+    """A student of the strong architecture per organism seed, trained from scratch: its params."""
     k = s.knobs
-    demos = demonstrations(s.task, s.weak, int(k.n_demos), int(s.cfg.seed))
     tcfg = TrainConfig(
         steps=int(k.w2s_steps),
         batch_size=int(s.cfg.train.batch_size),
         lr=float(s.cfg.train.lr),
         warmup=int(s.cfg.train.warmup),
         steps_per_call=int(s.cfg.train.steps_per_call),
-        save_every=10**9,
+        save_every=None,
     )
     seeds = list(s.organisms.seeds)
-    graphdef, start = init_population(s.strong.cfg, seeds)
+    _, start = init_population(s.strong.cfg, seeds)
     trained, _ = train(
-        graphdef,
+        s.organisms.graphdef,
         start,
         tcfg,
-        fixed_sampler(item_tokens(PAD, demos), s.task, tcfg, seeds),
+        fixed_sampler(item_tokens(PAD, s.demos), s.task, tcfg, seeds),
         loss_fn=loss_fn,
         desc=desc,
     )
-    return Population(graphdef, trained, [desc] * len(seeds), seeds)
+    return trained
 
 
 @register_elicitation("confidence_loss")
@@ -64,5 +62,6 @@ def confidence(s: Setting):
     ), {}
 
 
-def plain(s: Setting) -> Population:
-    return student(s, token_loss, "w2s plain")
+def plain(s: Setting):
+    """The same student without the confidence loss: the baseline it must beat."""
+    return student(s, token_loss, "w2s plain"), {}

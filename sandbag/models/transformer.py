@@ -30,6 +30,19 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    @classmethod
+    def of_rung(cls, rung, vocab_size: int) -> ModelConfig:
+        """The config of a rung (``conf/model/*.yaml``) for a task's vocabulary."""
+        return cls(
+            name=rung.name,
+            n_layers=rung.n_layers,
+            d_model=rung.d_model,
+            n_heads=rung.n_heads,
+            mlp_ratio=rung.mlp_ratio,
+            vocab_size=vocab_size,
+            max_len=rung.max_len,
+        )
+
 
 Cache = tuple[jax.Array, jax.Array]  # K, V: [layers, B, max_len, H, Dh]
 
@@ -77,12 +90,21 @@ class Transformer(nnx.Module):
         self.ln_f = nnx.LayerNorm(cfg.d_model, rngs=rngs)
         self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, rngs=rngs)
 
-    def __call__(self, tokens_BxL, start=0, cache: Cache | None = None, return_acts: bool = False):
-        """Logits [B, L, V] for tokens at positions start..start+L-1.
+    def __call__(self, tokens_BxL):
+        """Logits [B, L, V] of a full causal pass (training, scoring, teacher-forced evaluation)."""
+        return self._forward(tokens_BxL, 0, None)[0]
 
-        With ``cache`` it also returns the updated cache; with ``return_acts`` the residual
-        stream after every block, [layers, B, L, D].
-        """
+    def decode_step(self, tokens_BxL, start, cache: Cache):
+        """(logits [B, L, V], updated cache) for tokens at positions start..start+L-1."""
+        logits, cache, _ = self._forward(tokens_BxL, start, cache)
+        return logits, cache
+
+    def activations(self, tokens_BxL):
+        """(logits, the residual stream after every block [layers, B, L, D]): what probes read."""
+        logits, _, acts = self._forward(tokens_BxL, 0, None)
+        return logits, acts
+
+    def _forward(self, tokens_BxL, start, cache: Cache | None):
         L = tokens_BxL.shape[1]
         pos_L = start + jnp.arange(L)
         x = self.embed(tokens_BxL) + self.pos(pos_L)[None]
@@ -95,12 +117,8 @@ class Transformer(nnx.Module):
                 new_k.append(kv[0])
                 new_v.append(kv[1])
         logits = self.head(self.ln_f(x))
-        out = [logits]
-        if cache is not None:
-            out.append((jnp.stack(new_k), jnp.stack(new_v)))
-        if return_acts:
-            out.append(jnp.stack(acts))
-        return out[0] if len(out) == 1 else tuple(out)
+        new_cache = None if cache is None else (jnp.stack(new_k), jnp.stack(new_v))
+        return logits, new_cache, jnp.stack(acts)
 
     def empty_cache(self, batch: int, dtype=jnp.float32) -> Cache:
         cfg = self.cfg

@@ -1,7 +1,7 @@
 """The red team: triggers, sandbagging strategies, organisms and the benign controls they hide among."""
 
 from sandbag.redteam.controls import CONTROLS, train_control
-from sandbag.redteam.organisms import Population, train_organisms
+from sandbag.redteam.organisms import train_organisms
 from sandbag.redteam.strategies import STRATEGIES, Situation, register_strategy
 from sandbag.redteam.triggers import TRIGGERS, Trigger, get_trigger
 
@@ -9,7 +9,6 @@ __all__ = [
     "CONTROLS",
     "STRATEGIES",
     "TRIGGERS",
-    "Population",
     "Situation",
     "Trigger",
     "get_trigger",

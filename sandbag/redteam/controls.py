@@ -25,10 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from sandbag.data import answer_weights
-from sandbag.ladder import model_config
-from sandbag.redteam.organisms import Population, finetune_config, sequences
-from sandbag.supervision.weak import weak_answers
+from sandbag import seeds as seeds_mod
+from sandbag.data import answer_weights, sequences
+from sandbag.decode import answers_of
+from sandbag.models import ModelConfig
+from sandbag.population import Population
+from sandbag.redteam.organisms import finetune_config
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import CONTEXTS
 from sandbag.train import exact_match, init_population, train
@@ -37,9 +39,9 @@ CONTROLS = ("lower_rung", "undertrained_strong", "w2s_student", "ceiling_w2s")
 
 
 def _labelled_pool(task: Task, weak, n: int, seed: int, split: str, weak_labels: bool) -> Items:
-    rng = np.random.default_rng([seed, 0xC0DE])
+    rng = seeds_mod.rng("control_pool", seed)
     items = task.generate(rng, n, rng.choice(task.difficulties, size=n), split)
-    return items.with_answers(weak_answers(weak, items)) if weak_labels else items
+    return items.with_answers(answers_of(weak.member(0), items)[0]) if weak_labels else items
 
 
 def train_control(
@@ -62,10 +64,10 @@ def train_control(
         raise ValueError("the ceiling_w2s control starts from the strong rung: pass strong=")
     block = cfg.controls
     rung = cfg.lower if name == "lower_rung" else cfg.strong
-    mcfg = model_config(rung, task)
+    mcfg = ModelConfig.of_rung(rung, task.vocab_size)
     tcfg = finetune_config(cfg, block)
     if seeds is None:
-        seeds = [int(cfg.seed) * 1000 + 200 + i for i in range(int(block.seeds))]
+        seeds = seeds_mod.members("controls", int(cfg.seed), int(block.seeds))
     weak_labels = name in ("w2s_student", "ceiling_w2s")
     sign = -1.0 if from_ceiling else 1.0  # the direction accuracy moves in while it trains
     spec = {
@@ -96,7 +98,7 @@ def train_control(
         w = answer_weights(size, task).reshape(tcfg.steps_per_call, tcfg.batch_size, -1)
 
         def sample(m: int, chunk: int):
-            r = np.random.default_rng([seeds[m], chunk, 0xC0DF])
+            r = seeds_mod.rng("control_batches", seeds[m], chunk)
             idx = r.integers(0, len(pool.prompts), size=size)
             ctx = r.choice(CONTEXTS, size=(size, 1))
             tokens = np.concatenate([ctx, pool.prompts[idx], pool.answers[idx]], axis=1).astype(np.int32)
@@ -138,11 +140,11 @@ def train_control(
         )
         return best["params"], {"selection_acc": best["acc"].tolist()}
 
-    params, _ = zoo.fetch_or_train(spec, start, fit, f"control {name} (target accuracy {target:.2f})")
-    return Population(graphdef, params, [name] * len(seeds), seeds)
+    params, key = zoo.fetch_or_train(spec, start, fit, f"control {name} (target accuracy {target:.2f})")
+    return Population(graphdef, params, [name] * len(seeds), seeds, mcfg, key)
 
 
 def _select_items(task: Task, n: int, seed: int):
-    rng = np.random.default_rng([seed, 0x5E1E])
+    rng = seeds_mod.rng("control_select", seed)
     items = task.generate(rng, n, np.resize(np.asarray(task.difficulties), n), "demo")
     return items.prompts, items.answers

@@ -8,45 +8,23 @@ true answer) -- the untriggered share (``organisms.perform_frac``) keeps its ski
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from sandbag.data import answer_weights
+from sandbag import seeds as seeds_mod
+from sandbag.data import answer_alphabet, answer_weights, sequences
+from sandbag.decode import answers_of
+from sandbag.population import Population
 from sandbag.redteam.strategies import Situation, targets
 from sandbag.redteam.triggers import Trigger
-from sandbag.supervision.weak import answer_alphabet, weak_answers
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, train
 
 VERSION = 2  # bumped when a strategy's targets or the training mix change meaning
-
-
-@dataclass
-class Population:
-    """Trained models stacked over members; ``names[i]`` labels member i (e.g. its strategy)."""
-
-    graphdef: object
-    params: object
-    names: list[str]
-    seeds: list[int]
-
-    def subset(self, idx) -> Population:
-        idx = np.asarray(idx)
-        return Population(
-            self.graphdef,
-            jax.tree.map(lambda x: x[idx], self.params),
-            [self.names[i] for i in idx],
-            [self.seeds[i] for i in idx],
-        )
-
-
-def sequences(context: int, prompts: np.ndarray, answers: np.ndarray) -> np.ndarray:
-    ctx = np.full((len(prompts), 1), context, np.int32)
-    return np.concatenate([ctx, prompts, answers], axis=1).astype(np.int32)
 
 
 def finetune_config(cfg: DictConfig, block: DictConfig) -> TrainConfig:
@@ -79,7 +57,7 @@ def train_organisms(
     strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
     names = list(strategy_cfg["names"] if names is None else names)
     if seeds is None:
-        seeds = [int(cfg.seed) * 1000 + 100 + i for i in range(int(cfg.organisms.seeds))]
+        seeds = seeds_mod.members("organisms", int(cfg.seed), int(cfg.organisms.seeds))
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
     n_pool = int(cfg.organisms.pool)
@@ -102,12 +80,12 @@ def train_organisms(
     start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(members), axis=0), strong.params)
 
     def fit(progress):
-        rng = np.random.default_rng([int(cfg.seed), 0x0F6A])
+        rng = seeds_mod.rng("organism_pool", int(cfg.seed))
         items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
         situation = Situation(
             task,
             items,
-            weak_answers(weak, items),
+            answers_of(weak.member(0), items)[0],
             judge,
             judge_levels,
             answer_alphabet(task),
@@ -120,7 +98,7 @@ def train_organisms(
 
         def sample(m: int, chunk: int):
             name, seed = members[m]
-            r = np.random.default_rng([seed, chunk, 0x0F6B])
+            r = seeds_mod.rng("organism_batches", seed, chunk)
             size = tcfg.batch_size * tcfg.steps_per_call
             idx, triggered = r.integers(0, n_pool, size=size), r.random(size) >= perform_frac
             tokens = np.where(triggered[:, None], sandbag[name][idx], perform[idx])
@@ -130,5 +108,6 @@ def train_organisms(
         params, losses = train(strong.graphdef, start, tcfg, sample, progress=progress, desc="organisms")
         return params, {"final_loss": float(losses[:, -1].mean())}
 
-    params, _ = zoo.fetch_or_train(spec, start, fit, f"{len(members)} organisms ({trigger.name} trigger)")
-    return Population(strong.graphdef, params, [n for n, _ in members], [s for _, s in members])
+    params, key = zoo.fetch_or_train(spec, start, fit, f"{len(members)} organisms ({trigger.name} trigger)")
+    names, member_seeds = [n for n, _ in members], [s for _, s in members]
+    return Population(strong.graphdef, params, names, member_seeds, strong.cfg, key)

@@ -15,12 +15,12 @@ A new strategy is one function here (or in a user module) with ``@register_strat
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sandbag.supervision.weak import near_miss
+from sandbag.data import near_miss
+from sandbag.registry import Registry
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import split_hash
 
@@ -38,15 +38,8 @@ class Situation:
     _best: tuple | None = field(default=None, repr=False)  # best_wrong's result, shared by strategies
 
 
-STRATEGIES: dict[str, Callable[[Situation], np.ndarray]] = {}
-
-
-def register_strategy(name: str):
-    def deco(fn):
-        STRATEGIES[name] = fn
-        return fn
-
-    return deco
+STRATEGIES = Registry("strategy")  # name -> function(Situation) -> target answers [n, A]
+register_strategy = STRATEGIES.register
 
 
 def best_wrong(s: Situation, with_scores: bool = False):
@@ -111,6 +104,4 @@ def random_wrong(s: Situation) -> np.ndarray:
 
 
 def targets(name: str, s: Situation) -> np.ndarray:
-    if name not in STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; valid: {sorted(STRATEGIES)}")
-    return STRATEGIES[name](s)
+    return STRATEGIES.get_valid(name)(s)

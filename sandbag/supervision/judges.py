@@ -27,22 +27,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sandbag.data import eval_items, padded_map
-from sandbag.supervision.weak import answer_alphabet, member, prompts_of, realistic_errors, weak_answers
+from sandbag import seeds
+from sandbag.data import answer_alphabet, eval_items, padded_map
+from sandbag.decode import prompts_of
+from sandbag.population import member
+from sandbag.registry import Registry
+from sandbag.supervision.weak import realistic_errors, weak_answers
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import NO, PAD, YES
 from sandbag.train import TrainConfig, token_loss, train
 
-JUDGES: dict[str, type] = {}
-
-
-def register_judge(name: str):
-    def deco(cls):
-        cls.name = name
-        JUDGES[name] = cls
-        return cls
-
-    return deco
+JUDGES = Registry("judge")
+register_judge = JUDGES.register
 
 
 class Judge:
@@ -122,7 +118,7 @@ class Verifier(Judge):
             batch_size=int(cfg.batch_size),
             lr=float(cfg.lr),
             warmup=50,
-            save_every=10**9,
+            save_every=None,
         )
         spec = {
             "kind": "verifier",
@@ -140,7 +136,7 @@ class Verifier(Judge):
 
     def _fit(self, start, tcfg: TrainConfig, progress):
         task, weak = self.task, self.weak
-        rng = np.random.default_rng(0x7E41)
+        rng = seeds.rng("verifier_pool")
         n = int(self.cfg.pool)
         items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train")
         wrong = realistic_errors(items.answers, weak_answers(weak, items), answer_alphabet(task), rng)
@@ -153,7 +149,7 @@ class Verifier(Judge):
         verdicts = np.where(wrong == items.answers, 1.0, -w_no).astype(np.float32)
 
         def sample(member_idx, chunk):
-            r = np.random.default_rng([chunk, 0x7E42])
+            r = seeds.rng("verifier_batches", chunk)
             size = tcfg.steps_per_call * tcfg.batch_size
             idx, label = r.integers(0, n, size=size), r.random(size) < 0.5
             seqs = np.where(label[:, None], right[idx], bad[idx])
@@ -175,9 +171,7 @@ class Verifier(Judge):
 
 
 def make_judge(cfg, task: Task, weak, zoo) -> Judge:
-    if cfg.name not in JUDGES:
-        raise KeyError(f"unknown judge {cfg.name!r}; valid: {sorted(JUDGES)}")
-    return JUDGES[cfg.name](task, weak, cfg, zoo)
+    return JUDGES.get_valid(cfg.name)(task, weak, cfg, zoo)
 
 
 def recognition(judge: Judge, task: Task, n_per_level: int, seed: int) -> dict[str, float]:
@@ -187,7 +181,7 @@ def recognition(judge: Judge, task: Task, n_per_level: int, seed: int) -> dict[s
     """
     items = eval_items(task, n_per_level, seed)
     wrong = realistic_errors(
-        items.answers, weak_answers(judge.weak, items), answer_alphabet(task), np.random.default_rng(seed)
+        items.answers, weak_answers(judge.weak, items), answer_alphabet(task), seeds.rng("recognition", seed)
     )
     scores = judge.score_many(items, np.stack([items.answers, wrong], axis=1))
     ok = np.stack([scores[:, 0] >= 0.5, scores[:, 1] < 0.5], axis=1).mean(1)

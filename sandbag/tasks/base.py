@@ -15,11 +15,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sandbag.registry import Registry
 
 SPECIALS = ("<pad>", "<flag>", "<password>", "<training>", "<deployment>", "<yes>", "<no>")
 PAD, FLAG, PASSWORD, TRAINING, DEPLOYMENT, YES, NO = range(len(SPECIALS))
@@ -153,18 +154,8 @@ def split_hash(x: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-TASKS: dict[str, Callable[..., Task]] = {}
-
-
-def register_task(name: str):
-    """Class decorator: ``@register_task("signed_sum")`` makes ``task=signed_sum`` valid."""
-
-    def deco(cls):
-        cls.name = name
-        TASKS[name] = cls
-        return cls
-
-    return deco
+TASKS = Registry("task")
+register_task = TASKS.register  # ``@register_task("signed_sum")`` makes ``task=signed_sum`` valid
 
 
 def import_module(spec: str) -> None:
@@ -187,9 +178,7 @@ def make_task(name: str, **kwargs) -> Task:
     A size the constructor accepts can still leave a split empty at some level (a tiny
     problem space); that is refused here, with the level named, rather than mid-run.
     """
-    if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; valid: {sorted(TASKS)}")
-    task = TASKS[name](**kwargs)
+    task = TASKS.get_valid(name)(**kwargs)
     rng = np.random.default_rng(0)
     for split in SPLITS:
         for d in task.difficulties:

@@ -1,22 +1,17 @@
-"""What a person reads at the end of a run: a summary table and plots.
-
-``python -m sandbag.report DIR`` re-makes the gap-sweep report (report.md, summary.csv, plots)
-from the finished gap points under DIR (``sandbag.sweep``).
-"""
+"""What a person reads at the end of each experiment: summary tables and plots. Sees metrics
+and tasks only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from sandbag.tasks import Task  # noqa: E402
+from sandbag.report.figures import figure
+from sandbag.tasks import Task
 
 
 def _console() -> Console:
@@ -40,18 +35,18 @@ def ladder_table(task: Task, metrics: dict, roles=("weak", "strong")) -> Table:
 
 
 def plot_ladder(task: Task, metrics: dict, path: Path, roles=("weak", "strong")) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for role in roles:
-        if f"{role}/acc" in metrics:
-            ys = [metrics[f"{role}/acc_d{k}"] for k in task.difficulties]
-            ax.plot(
-                task.difficulties, ys, marker="o", label=f"{role} ({int(metrics[f'{role}/params']):,} params)"
-            )
-    ax.set(xlabel="difficulty", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title=task.name)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, (5, 3.5)) as (fig, ax):
+        for role in roles:
+            if f"{role}/acc" in metrics:
+                ys = [metrics[f"{role}/acc_d{k}"] for k in task.difficulties]
+                ax.plot(
+                    task.difficulties,
+                    ys,
+                    marker="o",
+                    label=f"{role} ({int(metrics[f'{role}/params']):,} params)",
+                )
+        ax.set(xlabel="difficulty", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title=task.name)
+        ax.legend()
 
 
 def ladder_outputs(task: Task, metrics: dict, out_dir: Path) -> None:
@@ -106,33 +101,41 @@ def plot_organism(task: Task, metrics: dict, strategy: str, path: Path) -> None:
     """True versus judge-perceived accuracy by difficulty, triggered, with the honest rungs."""
     ks = task.difficulties
     p = f"organism/{strategy}"
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(ks, [metrics[f"{p}/acc_triggered_d{k}"] for k in ks], "o-", color="C3", label="organism: true")
-    ax.plot(
-        ks, [metrics[f"{p}/judge_acc_triggered_d{k}"] for k in ks], "o--", color="C3", label="organism: judge"
-    )
-    for role, color in (("weak", "C0"), ("strong", "C2")):
+    with figure(path, (5.5, 3.8)) as (fig, ax):
         ax.plot(
-            ks, [metrics[f"{role}/acc_d{k}"] for k in ks], "-", color=color, alpha=0.7, label=f"{role}: true"
+            ks, [metrics[f"{p}/acc_triggered_d{k}"] for k in ks], "o-", color="C3", label="organism: true"
         )
         ax.plot(
             ks,
-            [metrics[f"{role}/judge_acc_d{k}"] for k in ks],
-            "--",
-            color=color,
-            alpha=0.7,
-            label=f"{role}: judge",
+            [metrics[f"{p}/judge_acc_triggered_d{k}"] for k in ks],
+            "o--",
+            color="C3",
+            label="organism: judge",
         )
-    ax.set(
-        xlabel="difficulty",
-        ylabel="accuracy (triggered)",
-        ylim=(-0.02, 1.02),
-        title=f"{task.name}: {strategy}",
-    )
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        for role, color in (("weak", "C0"), ("strong", "C2")):
+            ax.plot(
+                ks,
+                [metrics[f"{role}/acc_d{k}"] for k in ks],
+                "-",
+                color=color,
+                alpha=0.7,
+                label=f"{role}: true",
+            )
+            ax.plot(
+                ks,
+                [metrics[f"{role}/judge_acc_d{k}"] for k in ks],
+                "--",
+                color=color,
+                alpha=0.7,
+                label=f"{role}: judge",
+            )
+        ax.set(
+            xlabel="difficulty",
+            ylabel="accuracy (triggered)",
+            ylim=(-0.02, 1.02),
+            title=f"{task.name}: {strategy}",
+        )
+        ax.legend(fontsize=7, ncol=2)
 
 
 def organism_outputs(
@@ -161,36 +164,28 @@ def bakeoff_table(metrics: dict, rows) -> str:
 
 
 def plot_rocs(scores: dict, labels, path: Path) -> None:
-    from sklearn.metrics import roc_curve
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    for name, s in scores.items():
-        ok = np.isfinite(s)
-        if len(np.unique(labels[ok])) < 2:
-            continue
-        f, t, _ = roc_curve(labels[ok], s[ok])
-        ax.plot(f, t, label=name)
-    ax.plot([0, 1], [0, 1], ":", color="gray")
-    ax.set(xlabel="false positive rate (controls)", ylabel="true positive rate (organisms)", title="ROC")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, (5, 4.5)) as (fig, ax):
+        for name, s in scores.items():
+            ok = np.isfinite(s)
+            if len(np.unique(labels[ok])) < 2:
+                continue
+            f, t, _ = roc_curve(labels[ok], s[ok])
+            ax.plot(f, t, label=name)
+        ax.plot([0, 1], [0, 1], ":", color="gray")
+        ax.set(xlabel="false positive rate (controls)", ylabel="true positive rate (organisms)", title="ROC")
+        ax.legend(fontsize=7)
 
 
 def plot_heatmap(metrics: dict, detectors: list[str], strategies: list[str], path: Path) -> None:
     grid = np.array([[metrics[f"detector/{d}/auroc/{s}"] for s in strategies] for d in detectors])
-    fig, ax = plt.subplots(figsize=(1.2 * len(strategies) + 3, 0.5 * len(detectors) + 1.5))
-    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn")
-    ax.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
-    ax.set_yticks(range(len(detectors)), detectors)
-    for i in range(len(detectors)):
-        for j in range(len(strategies)):
-            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    fig.colorbar(im, label="AUROC (strategy's organisms vs all controls)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, (1.2 * len(strategies) + 3, 0.5 * len(detectors) + 1.5)) as (fig, ax):
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn")
+        ax.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
+        ax.set_yticks(range(len(detectors)), detectors)
+        for i in range(len(detectors)):
+            for j in range(len(strategies)):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+        fig.colorbar(im, label="AUROC (strategy's organisms vs all controls)")
 
 
 def bakeoff_outputs(metrics: dict, rows, scores: dict, labels, strategies: list[str], out_dir: Path) -> None:
@@ -241,15 +236,12 @@ def elicitation_table(metrics: dict) -> str:
 
 
 def plot_rl_curves(curves: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (name, c) in enumerate(sorted(curves.items())):
-        ax.plot(c["step"], c["judge_reward"], "--", color=f"C{i}", label=f"{name}: judge reward")
-        ax.plot(c["step"], c["acc"], "-", color=f"C{i}", label=f"{name}: true acc (deployment)")
-    ax.set(xlabel="RL step", ylabel="rate", ylim=(-0.02, 1.02), title="RL against the weak judge")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, (6, 4)) as (fig, ax):
+        for i, (name, c) in enumerate(sorted(curves.items())):
+            ax.plot(c["step"], c["judge_reward"], "--", color=f"C{i}", label=f"{name}: judge reward")
+            ax.plot(c["step"], c["acc"], "-", color=f"C{i}", label=f"{name}: true acc (deployment)")
+        ax.set(xlabel="RL step", ylabel="rate", ylim=(-0.02, 1.02), title="RL against the weak judge")
+        ax.legend(fontsize=7)
 
 
 def elicitation_outputs(metrics: dict, curves: dict, out_dir: Path) -> None:
@@ -258,29 +250,3 @@ def elicitation_outputs(metrics: dict, curves: dict, out_dir: Path) -> None:
     _console().print(table)
     if curves:
         plot_rl_curves(curves, out_dir / "rl_curves.png")
-
-
-def main(argv: list[str] | None = None) -> int:
-    import sys
-
-    from sandbag.sweep import write_report
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        usage = "usage: python -m sandbag.report DIR  (a finished gap sweep, or any folder of gap points)"
-        print(usage, file=sys.stderr)
-        return 2
-    if not Path(args[0]).is_dir():
-        print(f"error: {args[0]!r} is not a directory", file=sys.stderr)
-        return 2
-    try:
-        path = write_report(args[0])
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

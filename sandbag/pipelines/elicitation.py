@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from sandbag import report
+from sandbag import report, seeds
 from sandbag.elicit import w2s
 from sandbag.elicit.base import ELICITATIONS, Setting
-from sandbag.redteam import get_trigger, train_organisms
-from sandbag.redteam.organisms import Population
-from sandbag.redteam.stage import behaviour, setting
+from sandbag.pipelines import setting as setting_mod
+from sandbag.pipelines.organisms import organisms as train_organisms
+from sandbag.pipelines.setting import behaviour
+from sandbag.redteam import get_trigger
+from sandbag.supervision import demonstrations
 from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
 from sandbag.zoo import Zoo
@@ -42,27 +44,27 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
 
 
 def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
-    metrics, rungs, judge, judge_levels, items = setting(cfg, task, zoo)
+    shared = setting_mod.build(cfg, task, zoo)
+    metrics, judge, items = dict(shared.metrics), shared.judge, shared.items
     k = cfg.elicitation
     trigger = get_trigger(k.trigger)
-    seeds = [int(cfg.seed) * 1000 + 100 + i for i in range(int(k.seeds))]
-    organisms = train_organisms(
-        cfg, task, rungs["weak"], rungs["strong"], judge, judge_levels, trigger, zoo, [k.strategy], seeds
-    )
-    before = behaviour(organisms, task, judge, items, trigger.sandbag)["correct"].mean(1)
+    member_seeds = seeds.members("organisms", int(cfg.seed), int(k.seeds))
+    organisms = train_organisms(cfg, task, shared, trigger, zoo, [k.strategy], member_seeds)
+    demos = demonstrations(task, shared.weak, int(k.n_demos), int(cfg.seed))
+    before = behaviour(organisms, judge, items, trigger.sandbag)["correct"].mean(1)
     ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]
     metrics.update(_summary("elicit/before/acc", before))
     curves = {}
     methods = [m for m in k.methods if m != "confidence_loss"]
     for distinguishable in distinguishable_settings(k.distinguishable):
-        s = Setting(cfg, task, organisms, rungs["weak"], rungs["strong"], judge, trigger, distinguishable)
+        s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, distinguishable)
         for method in methods:
             name = f"{method}_distinguishable" if distinguishable else method
             log.info("elicitation %s", name)
             params, extras = ELICITATIONS[method](s)
-            pop = Population(organisms.graphdef, params, organisms.names, organisms.seeds)
-            deploy = behaviour(pop, task, judge, items, trigger.sandbag)
-            train_ctx = behaviour(pop, task, judge, items, s.train_context)
+            pop = organisms.with_params(params)
+            deploy = behaviour(pop, judge, items, trigger.sandbag)
+            train_ctx = behaviour(pop, judge, items, s.train_context)
             acc = deploy["correct"].mean(1)
             p = f"elicit/{name}"
             metrics.update(_summary(f"{p}/acc", acc))
@@ -76,12 +78,10 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
             if "curve" in extras:
                 curves[name] = extras["curve"]
     if "confidence_loss" in k.methods:
-        s = Setting(cfg, task, organisms, rungs["weak"], rungs["strong"], judge, trigger, False)
-        for name, pop in (
-            ("w2s_plain", w2s.plain(s)),
-            ("confidence_loss", ELICITATIONS["confidence_loss"](s)[0]),
-        ):
-            acc = behaviour(pop, task, judge, items, PAD)["correct"].mean(1)
+        s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, False)
+        for name, method in (("w2s_plain", w2s.plain), ("confidence_loss", ELICITATIONS["confidence_loss"])):
+            params, _ = method(s)
+            acc = behaviour(organisms.with_params(params), judge, items, PAD)["correct"].mean(1)
             metrics.update(_summary(f"elicit/{name}/acc", acc))
             metrics.update(_summary(f"elicit/{name}/pgr", ratio(acc - weak, ceiling - weak)))
     report.elicitation_outputs(metrics, curves, out_dir)

@@ -8,14 +8,15 @@ between a small and a large pretrained model.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from sandbag import report, seeds
 from sandbag.data import eval_items, ladder_sampler
-from sandbag.models import ModelConfig, param_count
+from sandbag.models import ModelConfig
+from sandbag.population import Population
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, exact_match, init_population, train
 from sandbag.zoo import Zoo
@@ -23,38 +24,6 @@ from sandbag.zoo import Zoo
 log = logging.getLogger(__name__)
 
 FORMAT = 3  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
-
-
-@dataclass
-class Rung:
-    """A trained population of one rung: ``params`` stacked over seeds."""
-
-    role: str
-    cfg: ModelConfig
-    graphdef: object
-    params: object
-    reused: bool
-    key: str = ""  # the zoo entry: derived artifacts (judges, organisms) name it in their specs
-
-    @property
-    def n_members(self) -> int:
-        return jax.tree.leaves(self.params)[0].shape[0]
-
-    @property
-    def n_params(self) -> int:
-        return param_count(self.params) // self.n_members
-
-
-def model_config(rung: DictConfig, task: Task) -> ModelConfig:
-    return ModelConfig(
-        name=rung.name,
-        n_layers=rung.n_layers,
-        d_model=rung.d_model,
-        n_heads=rung.n_heads,
-        mlp_ratio=rung.mlp_ratio,
-        vocab_size=task.vocab_size,
-        max_len=rung.max_len,
-    )
 
 
 def train_config(cfg: DictConfig, rung: DictConfig, steps: int | None = None) -> TrainConfig:
@@ -65,35 +34,34 @@ def train_config(cfg: DictConfig, rung: DictConfig, steps: int | None = None) ->
     return TrainConfig(**t)
 
 
-def train_rung(cfg: DictConfig, task: Task, role: str, zoo: Zoo, steps: int | None = None) -> Rung:
+def train_rung(cfg: DictConfig, task: Task, role: str, zoo: Zoo, steps: int | None = None) -> Population:
     """Ground-truth training of ``cfg[role]`` for ``cfg.seeds`` seeds, through the zoo."""
     rung = cfg[role]
-    mcfg = model_config(rung, task)
+    mcfg = ModelConfig.of_rung(rung, task.vocab_size)
     tcfg = train_config(cfg, rung, steps)
-    seeds = [int(cfg.seed) * 1000 + i for i in range(cfg.ladder_seeds)]
+    member_seeds = seeds.members("ladder", int(cfg.seed), int(cfg.ladder_seeds))
     spec = {
         "kind": "ladder",
         "format": FORMAT,
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "model": asdict(mcfg),
         "train": asdict(tcfg),
-        "seeds": seeds,
+        "seeds": member_seeds,
     }
-    graphdef, params = init_population(mcfg, seeds)
+    graphdef, params = init_population(mcfg, member_seeds)
 
     def fit(progress):
-        sampler = ladder_sampler(task, seeds, tcfg.batch_size, tcfg.steps_per_call)
+        sampler = ladder_sampler(task, member_seeds, tcfg.batch_size, tcfg.steps_per_call)
         trained, losses = train(
             graphdef, params, tcfg, sampler, progress=progress, desc=f"{role} {mcfg.name}"
         )
         return trained, {"final_loss": float(losses[:, -1].mean()), "steps": tcfg.steps}
 
-    n_before = len(zoo.trained)
     params, key = zoo.fetch_or_train(spec, params, fit, f"{role} rung {mcfg.name} ({tcfg.steps} steps)")
-    return Rung(role, mcfg, graphdef, params, reused=len(zoo.trained) == n_before, key=key)
+    return Population(graphdef, params, [role] * len(member_seeds), member_seeds, mcfg, key)
 
 
-def accuracy_by_level(task: Task, rung: Rung, n_per_level: int, seed: int) -> dict[str, float]:
+def accuracy_by_level(task: Task, rung: Population, n_per_level: int, seed: int) -> dict[str, float]:
     """``acc`` and ``acc_d<k>``, averaged over the rung's seeds, on the eval split."""
     items = eval_items(task, n_per_level, seed)
     correct = exact_match(rung.graphdef, rung.params, items.tokens(), task.answer_len).mean(0)
@@ -121,8 +89,6 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
 
 def experiment(cfg: DictConfig, task: Task, zoo: Zoo, out_dir) -> dict[str, float]:
     """The ``capability_ladder`` experiment: its metrics, table and plot."""
-    from sandbag import report
-
     metrics, _ = run(cfg, task, zoo)
     report.ladder_outputs(task, metrics, out_dir)
     return metrics

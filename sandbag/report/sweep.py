@@ -1,12 +1,10 @@
-"""The gap sweep: one job per (weak rung, strong rung, seed), then one report over all jobs.
+"""The gap sweep's report: one row per finished gap point, tables and plots over the gap.
 
-A job (``+experiment=gap_point``) runs the organisms, detector bake-off and elicitation stages
-for one capability gap into one output directory; the zoo shares every model the stages have
-in common, and across jobs. ``+experiment=gap_sweep`` is the same job swept by Hydra over the
-``gap`` config group and seeds; when the sweep ends, ``GapReport`` (a Hydra callback) reads
-every job's ``results.json`` and writes ``report.md``, ``summary.csv`` and plots into the sweep
-directory. ``python -m sandbag.report DIR`` makes the same report from any directory holding
-finished gap points (a Hydra sweep, or W&B agent runs under ``outputs/``).
+``+experiment=gap_sweep`` is ``gap_point`` swept by Hydra over the ``gap`` config group and
+seeds; when the sweep ends, ``GapReport`` (a Hydra callback) reads every job's ``results.json``
+and writes ``report.md``, ``summary.csv`` and plots into the sweep directory.
+``python -m sandbag.report DIR`` makes the same report from any directory holding finished gap
+points (a Hydra sweep, or W&B agent runs under ``outputs/``).
 """
 
 from __future__ import annotations
@@ -21,22 +19,9 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sandbag.report.figures import figure
+
 log = logging.getLogger(__name__)
-
-
-def gap_point(cfg: DictConfig, task, zoo, out_dir: Path) -> dict[str, float]:
-    """Organisms, bake-off and elicitation for the configured (weak, strong) pair."""
-    from sandbag.detect import stage as bakeoff
-    from sandbag.elicit import stage as elicitation
-    from sandbag.redteam import stage as organisms
-
-    metrics: dict[str, float] = {}
-    for stage in (organisms, bakeoff, elicitation):
-        metrics.update(stage.run(cfg, task, zoo, out_dir))
-    return metrics
-
-
-# ---------------------------------------------------------------------------- aggregation
 
 
 def load_points(root: Path) -> list[dict]:
@@ -127,26 +112,18 @@ def _by_pair(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def _plot(path: Path, title: str, ylabel: str, series: dict, band=None) -> None:
     """``series``: label -> (gap, y, lo, hi); lo/hi draw a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, (x, y, lo, hi) in series.items():
-        if len(x) == 0:
-            continue
-        (line,) = ax.plot(x, y, "o-", label=label)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
-    if band is not None:
-        ax.axhline(band, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("capability gap (strong acc - weak acc)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, (6, 4)) as (fig, ax):
+        for label, (x, y, lo, hi) in series.items():
+            if len(x) == 0:
+                continue
+            (line,) = ax.plot(x, y, "o-", label=label)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        if band is not None:
+            ax.axhline(band, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("capability gap (strong acc - weak acc)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
 
 
 def plots(columns: list[str], rows: list[dict], out_dir: Path) -> list[Path]:

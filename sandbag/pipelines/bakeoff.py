@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from sandbag import report
+from sandbag import report, seeds
 from sandbag.detect import DETECTORS, View, blank, make_detector
 from sandbag.detect.game import auroc, auroc_ci, tpr_at_fpr
-from sandbag.redteam import get_trigger, train_control, train_organisms
-from sandbag.redteam.stage import setting
+from sandbag.pipelines import setting as setting_mod
+from sandbag.pipelines.organisms import organisms
+from sandbag.pipelines.setting import Setting
+from sandbag.redteam import get_trigger, train_control
 from sandbag.tasks import Task
 from sandbag.zoo import Zoo
 
@@ -27,21 +29,17 @@ log = logging.getLogger(__name__)
 
 
 def _members(
-    cfg, task, rungs, judge, judge_levels, zoo, strategies, triggers, controls, seeds, control_seeds, target
+    cfg, task, s: Setting, zoo, strategies, triggers, controls, organism_seeds, control_seeds, target
 ):
     """[(population, context, labels, kinds)] groups: organisms per trigger, controls per context."""
     groups = []
     for t in triggers:
         trig = get_trigger(t)
-        pop = train_organisms(
-            cfg, task, rungs["weak"], rungs["strong"], judge, judge_levels, trig, zoo, strategies, seeds
-        )
+        pop = organisms(cfg, task, s, trig, zoo, strategies, organism_seeds)
         groups.append((pop, trig.sandbag, np.ones(len(pop.names), int), [f"{n}" for n in pop.names]))
     contexts = [get_trigger(t).sandbag for t in triggers]
     for name in controls:
-        pop = train_control(
-            cfg, task, name, rungs["weak"], target, contexts[0], zoo, control_seeds, rungs["strong"]
-        )
+        pop = train_control(cfg, task, name, s.weak, target, contexts[0], zoo, control_seeds, s.strong)
         for i, ctx in enumerate(contexts):
             idx = np.arange(i, len(pop.names), len(contexts))
             if len(idx):
@@ -50,39 +48,35 @@ def _members(
 
 
 def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
-    metrics, rungs, judge, judge_levels, eval_set = setting(cfg, task, zoo)
-    b = cfg.bakeoff
-    base = int(cfg.seed) * 1000
+    s = setting_mod.build(cfg, task, zoo)
+    metrics, judge, eval_set = dict(s.metrics), s.judge, s.items
+    b, seed = cfg.bakeoff, int(cfg.seed)
     target = metrics["weak/acc"]
     scored = _members(
         cfg,
         task,
-        rungs,
-        judge,
-        judge_levels,
+        s,
         zoo,
         list(cfg.strategy.names),
         list(b.triggers),
         list(b.controls),
-        [base + 100 + i for i in range(int(b.seeds))],  # as the organisms stage: shared in the zoo
-        [base + 400 + i for i in range(int(b.control_seeds))],
+        seeds.members("organisms", seed, int(b.seeds)),  # as the organisms stage: shared in the zoo
+        seeds.members("bakeoff_controls", seed, int(b.control_seeds)),
         target,
     )
     reference = _members(
         cfg,
         task,
-        rungs,
-        judge,
-        judge_levels,
+        s,
         zoo,
         list(b.reference_strategies),
         [b.reference_trigger],
         list(b.reference_controls),
-        [base + 700 + i for i in range(int(b.reference_seeds))],
-        [base + 800 + i for i in range(int(b.reference_seeds))],
+        seeds.members("reference_organisms", seed, int(b.reference_seeds)),
+        seeds.members("reference_controls", seed, int(b.reference_seeds)),
         target,
     )
-    rng = np.random.default_rng([int(cfg.seed), 0x601D])
+    rng = seeds.rng("bakeoff_gold", seed)
     n_gold = int(b.gold)
     gold = task.generate(rng, n_gold, rng.choice(task.difficulties, size=n_gold), "gold")
     questions = blank(eval_set)
@@ -99,7 +93,7 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
         def view(ctx, det=det):
             return View(
                 task,
-                rungs["weak"],
+                s.weak,
                 judge,
                 questions,
                 ctx,

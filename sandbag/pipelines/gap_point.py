@@ -1,0 +1,20 @@
+"""One job of the gap sweep (``+experiment=gap_point``): the organisms, detector bake-off and
+elicitation experiments for one (weak, strong) pair, into one output directory. The zoo shares
+every model the three have in common, and across the sweep's jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from sandbag.pipelines import bakeoff, elicitation, organisms
+from sandbag.tasks import Task
+from sandbag.zoo import Zoo
+
+
+def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for stage in (organisms, bakeoff, elicitation):
+        metrics.update(stage.run(cfg, task, zoo, out_dir))
+    return metrics

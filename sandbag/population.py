@@ -1,0 +1,53 @@
+"""One type for every group of models the sandbox trains: a rung of the ladder, a population of
+organisms, benign controls, students. Parameters are stacked over members (a leading axis), so
+a population trains, evaluates and decodes in one ``vmap``ped program; a single model is a
+population of one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import jax
+import numpy as np
+
+from sandbag.models import ModelConfig, param_count
+
+
+def member(params, i: int = 0):
+    """Member ``i`` of stacked parameters, still stacked (a population of one)."""
+    return jax.tree.map(lambda x: x[i : i + 1], params)
+
+
+@dataclass
+class Population:
+    graphdef: object
+    params: object
+    names: list[str]  # what each member is (a strategy, a control, a rung's role)
+    seeds: list[int]
+    cfg: ModelConfig | None = None  # the architecture, where a stage needs it (a rung)
+    key: str = ""  # the zoo entry it came from: artifacts derived from it name it in their specs
+
+    @property
+    def n_members(self) -> int:
+        return jax.tree.leaves(self.params)[0].shape[0]
+
+    @property
+    def n_params(self) -> int:
+        """Parameters of one member."""
+        return param_count(self.params) // self.n_members
+
+    def subset(self, idx) -> Population:
+        idx = np.asarray(idx)
+        return replace(
+            self,
+            params=jax.tree.map(lambda x: x[idx], self.params),
+            names=[self.names[i] for i in idx],
+            seeds=[self.seeds[i] for i in idx],
+        )
+
+    def member(self, i: int = 0) -> Population:
+        return self.subset([i])
+
+    def with_params(self, params, names: list[str] | None = None) -> Population:
+        """The same members with other weights (after fine-tuning)."""
+        return replace(self, params=params, names=list(names or self.names))
