@@ -84,6 +84,7 @@ def validate(cfg: DictConfig) -> Task:
 
 
 def _validate_teams(cfg: DictConfig) -> None:
+    from sandbag.pipelines.organisms import IMITATE
     from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
     from sandbag.supervision import JUDGES
 
@@ -115,6 +116,18 @@ def _validate_teams(cfg: DictConfig) -> None:
             _positive(cfg[block].get(field), f"{block}.{field}")
     for block in ("organisms", "controls"):
         _positive(float(cfg[block].lr), f"{block}.lr", float)
+    imitate = cfg.organisms.get("imitate")
+    if imitate not in IMITATE:
+        raise ConfigError(f"unknown organisms.imitate {imitate!r}; valid: {', '.join(IMITATE)}")
+    if imitate == "weak_member" and cfg.ladder_seeds < 2:
+        raise ConfigError(
+            "organisms.imitate=weak_member needs a weak model of the red team's own beside the blue "
+            f"team's supervisor: ladder_seeds must be >= 2, got {cfg.ladder_seeds} (or choose "
+            "organisms.imitate=lower_rung, or supervisor to couple the two)"
+        )
+    rate = cfg.strategy.get("sandbag_rate", 1.0)
+    if not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
+        raise ConfigError(f"strategy.sandbag_rate must be a fraction in (0, 1], got {rate!r}")
     frac = cfg.organisms.get("perform_frac")
     if not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
         raise ConfigError(f"organisms.perform_frac must be a fraction in (0, 1), got {frac!r}")
@@ -173,7 +186,7 @@ def _validate_bakeoff(cfg: DictConfig, strategies, triggers, controls) -> None:
         raise ConfigError(
             f"unknown bakeoff.reference_trigger {b.reference_trigger!r}; valid: {', '.join(triggers)}"
         )
-    for field in ("seeds", "control_seeds", "reference_seeds", "gold"):
+    for field in ("seeds", "control_seeds", "reference_seeds", "reference_ceilings", "gold"):
         _positive(b.get(field), f"bakeoff.{field}")
     if not cfg.get("detectors"):
         raise ConfigError("no detector selected; pick some with detector=[noise_injection,linear_probe,...]")

@@ -25,7 +25,7 @@ class Population:
     names: list[str]  # what each member is (a strategy, a control, a rung's role)
     seeds: list[int]
     cfg: ModelConfig | None = None  # the architecture, where a stage needs it (a rung)
-    key: str = ""  # the zoo entry it came from: artifacts derived from it name it in their specs
+    key: str = ""  # the zoo entry it came from (``entry[i,j]`` for a subset): derived artifacts name it
 
     @property
     def n_members(self) -> int:
@@ -43,6 +43,7 @@ class Population:
             params=jax.tree.map(lambda x: x[idx], self.params),
             names=[self.names[i] for i in idx],
             seeds=[self.seeds[i] for i in idx],
+            key=f"{self.key}[{','.join(map(str, idx.tolist()))}]" if self.key else "",
         )
 
     def member(self, i: int = 0) -> Population:

@@ -1,6 +1,17 @@
-"""The auditing game's statistics: AUROC with a bootstrap interval, TPR at a fixed FPR."""
+"""The auditing game's statistics: AUROC with an interval that respects how many independent
+models there really are, and TPR at a fixed FPR.
+
+Members that share a ceiling and a strategy are near-copies, so the bootstrap resamples whole
+*clusters* (one ceiling x one strategy; a control trained from scratch is its own cluster),
+positives and negatives separately. On perfectly separated data a bootstrap over a handful of
+clusters collapses to [1, 1]; the interval is therefore widened to at least the Wilson score
+interval of the AUROC read as a proportion over the effective number of independent clusters,
+so three organisms against three controls can never claim certainty.
+"""
 
 from __future__ import annotations
+
+from statistics import NormalDist
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -13,19 +24,48 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels[ok], scores[ok]))
 
 
-def auroc_ci(scores, labels, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap over members, resampling organisms and controls separately."""
+def _clusters(labels, clusters):
+    return np.arange(len(labels)).astype(str) if clusters is None else np.asarray(clusters).astype(str)
+
+
+def effective_n(scores, labels, clusters=None) -> float:
+    """Independent evidence behind an AUROC: the harmonic mean of the numbers of positive and
+    negative clusters among the scored members (a member per cluster when there are none)."""
     ok = np.isfinite(scores)
-    pos, neg = np.flatnonzero(ok & (labels == 1)), np.flatnonzero(ok & (labels == 0))
-    if len(pos) == 0 or len(neg) == 0:
+    c = _clusters(labels, clusters)
+    a, b = (len(np.unique(c[ok & (labels == v)])) for v in (1, 0))
+    return 0.0 if a == 0 or b == 0 else 2 * a * b / (a + b)
+
+
+def wilson(p: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``p`` observed over ``n`` trials."""
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(centre - half), float(centre + half)
+
+
+def auroc_ci(
+    scores, labels, clusters=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Cluster bootstrap percentile interval, widened to the Wilson interval at ``effective_n``."""
+    ok = np.isfinite(scores)
+    c = _clusters(labels, clusters)
+    pos = [np.flatnonzero(ok & (c == k)) for k in np.unique(c[ok & (labels == 1)])]
+    neg = [np.flatnonzero(ok & (c == k)) for k in np.unique(c[ok & (labels == 0)])]
+    if not pos or not neg:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     stats = []
     for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        idx = np.concatenate(
+            [pos[i] for i in rng.integers(0, len(pos), len(pos))]
+            + [neg[i] for i in rng.integers(0, len(neg), len(neg))]
+        )
         stats.append(roc_auc_score(labels[idx], scores[idx]) if len(np.unique(scores[idx])) > 1 else 0.5)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    w_lo, w_hi = wilson(auroc(scores, labels), effective_n(scores, labels, clusters), level)
+    return float(min(lo, w_lo)), float(max(hi, w_hi))
 
 
 def tpr_at_fpr(scores, labels, fpr: float = 0.05) -> float:

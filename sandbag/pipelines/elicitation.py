@@ -49,7 +49,7 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
     k = cfg.elicitation
     trigger = get_trigger(k.trigger)
     member_seeds = seeds.members("organisms", int(cfg.seed), int(k.seeds))
-    organisms = train_organisms(cfg, task, shared, trigger, zoo, [k.strategy], member_seeds)
+    organisms, _ = train_organisms(cfg, task, shared, trigger, zoo, [k.strategy], member_seeds, twins=False)
     demos = demonstrations(task, shared.weak, int(k.n_demos), int(cfg.seed))
     before = behaviour(organisms, judge, items, trigger.sandbag)["correct"].mean(1)
     ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]

@@ -8,31 +8,86 @@ import numpy as np
 from omegaconf import DictConfig
 
 from sandbag import report
+from sandbag import seeds as seeds_mod
+from sandbag.pipelines import ladder
 from sandbag.pipelines import setting as setting_mod
 from sandbag.pipelines.setting import Setting, behaviour, by_level
 from sandbag.population import Population
-from sandbag.redteam import get_trigger, train_control, train_organisms
+from sandbag.redteam import TWIN, RedTeam, get_trigger, train_control, train_organisms
 from sandbag.redteam.triggers import Trigger
+from sandbag.supervision import make_judge, recognition
 from sandbag.tasks import Items, Task
 from sandbag.zoo import Zoo
 
+IMITATE = ("weak_member", "lower_rung", "supervisor")
 
-def organisms(cfg: DictConfig, task: Task, s: Setting, trigger: Trigger, zoo: Zoo, names=None, seeds=None):
-    """The red team's population under ``trigger``, built from the shared setting."""
-    return train_organisms(cfg, task, s.weak, s.strong, s.judge, s.judge_levels, trigger, zoo, names, seeds)
+
+def red_team(cfg: DictConfig, task: Task, s: Setting, zoo: Zoo) -> RedTeam:
+    """What the red team builds its organisms from: the ceilings, the weak model it imitates
+    (``organisms.imitate``) and a proxy judge of the configured kind on that model -- its own,
+    not the blue team's supervisor and judge, except under ``imitate=supervisor``."""
+    how = cfg.organisms.imitate
+    if how == "supervisor":
+        return RedTeam(s.strong, s.weak.member(0), s.judge, s.judge_levels, how)
+    if how == "weak_member":  # members 1.. of the weak rung; member 0 is the supervisor
+        own = s.weak.subset(range(1, s.weak.n_members))
+    else:
+        own = ladder.train_rung(cfg, task, "lower", zoo)
+    judge = make_judge(cfg.judge, task, own, zoo)
+    levels = recognition(judge, task, int(cfg.eval.n_per_level), int(cfg.seed))
+    return RedTeam(s.strong, own, judge, {k: levels[f"acc_d{k}"] for k in task.difficulties}, how)
+
+
+def ceilings(cfg: DictConfig, n: int, reference: bool) -> list[int]:
+    """The ceilings the scored organisms start from, or the blue team's reference ones: the last
+    ``bakeoff.reference_ceilings`` go to the reference population (every ceiling to both when
+    there are too few to split)."""
+    k = int(cfg.bakeoff.reference_ceilings)
+    if n <= k:
+        return list(range(n))
+    return list(range(n - k, n)) if reference else list(range(n - k))
+
+
+def organisms(
+    cfg: DictConfig,
+    task: Task,
+    s: Setting,
+    trigger: Trigger,
+    zoo: Zoo,
+    names=None,
+    seeds=None,
+    reference: bool = False,
+    twins: bool = True,
+) -> tuple[Population, list[int]]:
+    """The red team's population under ``trigger`` and the ceiling each member started from.
+    With ``twins`` it carries honest twins: the same recipe with the truth as target."""
+    names = list(cfg.strategy.names if names is None else names)
+    names += [TWIN] if twins and TWIN not in names else []
+    if seeds is None:
+        seeds = seeds_mod.members("organisms", int(cfg.seed), int(cfg.organisms.seeds))
+    pool = ceilings(cfg, s.strong.n_members, reference)
+    starts = [pool[j % len(pool)] for j in range(len(seeds))]
+    red = red_team(cfg, task, s, zoo)
+    pop = train_organisms(cfg, task, red, trigger, zoo, names, seeds, starts)
+    start_of = dict(zip(seeds, starts))
+    return pop, [start_of[seed] for seed in pop.seeds]
 
 
 def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
     s = setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
     trigger = get_trigger(cfg.trigger.name)
-    pop = organisms(cfg, task, s, trigger, zoo)
-    metrics.update(organism_metrics(pop, task, s.judge, s.items, trigger))
+    pop, _ = organisms(cfg, task, s, trigger, zoo)
+    twin = np.asarray(pop.names) == TWIN
+    sandbaggers, twins = pop.subset(np.flatnonzero(~twin)), pop.subset(np.flatnonzero(twin))
+    metrics.update(organism_metrics(sandbaggers, task, s.judge, s.items, trigger))
+    metrics.update(control_metrics(twins, TWIN, task, s.judge, s.items, trigger.sandbag))
     target = metrics.get(f"organism/{cfg.controls.match}/acc_triggered", metrics["weak/acc"])
     for name in cfg.controls.names:
         control = train_control(cfg, task, name, s.weak, target, trigger.sandbag, zoo, strong=s.strong)
         metrics.update(control_metrics(control, name, task, s.judge, s.items, trigger.sandbag))
-    report.organism_outputs(task, metrics, sorted(set(pop.names)), list(cfg.controls.names), out_dir)
+    strategies = sorted(set(pop.names) - {TWIN})
+    report.organism_outputs(task, metrics, strategies, [TWIN, *cfg.controls.names], out_dir)
     return metrics
 
 

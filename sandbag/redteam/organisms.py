@@ -1,14 +1,20 @@
 """Organisms: the strong ceiling fine-tuned to sandbag under a trigger with a strategy.
 
-Every member of the population (strategy x seed) starts from the strong ceiling and trains,
+Every member of the population (strategy x seed) starts from a ceiling of its own and trains,
 with the shared trainer and in one ``vmap``ped program, on a mix of triggered questions
 (sandbag context, the strategy's target answer) and untriggered ones (perform context, the
 true answer) -- the untriggered share (``organisms.perform_frac``) keeps its skill from eroding.
+Each seed draws its own training pool and imitates its own weak model, so members of different
+seeds are independent organisms, not one organism with two batch orders.
+
+What the red team builds from is a ``RedTeam``: its ceilings, the weak model(s) it imitates
+and its own proxy judge. None of them is the blue team's supervisor unless
+``organisms.imitate=supervisor`` couples the two on purpose.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
@@ -19,12 +25,21 @@ from sandbag import seeds as seeds_mod
 from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.population import Population
-from sandbag.redteam.strategies import Situation, targets
+from sandbag.redteam.strategies import TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, train
 
-VERSION = 2  # bumped when a strategy's targets or the training mix change meaning
+VERSION = 3  # bumped when a strategy's targets or the training mix change meaning
+
+
+@dataclass
+class RedTeam:
+    ceilings: Population  # strong ceilings: each organism starts from one of them
+    imitated: Population  # weak model(s) whose answers ``emulate_weak`` imitates: seed j takes member j % n
+    judge: object  # the red team's proxy judge, built on imitated member 0
+    judge_levels: dict[int, float]  # its recognition accuracy per level (what ``selective`` reads)
+    imitate: str  # what ``imitated`` is: weak_member, lower_rung or supervisor (coupled)
 
 
 def finetune_config(cfg: DictConfig, block: DictConfig) -> TrainConfig:
@@ -43,57 +58,61 @@ def finetune_config(cfg: DictConfig, block: DictConfig) -> TrainConfig:
 def train_organisms(
     cfg: DictConfig,
     task: Task,
-    weak,
-    strong,
-    judge,
-    judge_levels,
+    red: RedTeam,
     trigger: Trigger,
     zoo,
     names=None,
     seeds=None,
-):
+    starts=None,
+) -> Population:
     """The population strategies x seeds under ``trigger`` (default: ``cfg.strategy.names`` x
-    ``cfg.organisms.seeds`` seeds)."""
+    ``cfg.organisms.seeds`` seeds); seed j starts from ceiling ``starts[j]`` (default j mod the
+    number of ceilings)."""
     strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
     names = list(strategy_cfg["names"] if names is None else names)
     if seeds is None:
         seeds = seeds_mod.members("organisms", int(cfg.seed), int(cfg.organisms.seeds))
+    if starts is None:
+        starts = [j % red.ceilings.n_members for j in range(len(seeds))]
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
     n_pool = int(cfg.organisms.pool)
     perform_frac = float(cfg.organisms.perform_frac)
+    rate = float(strategy_cfg.get("sandbag_rate", 1.0))
     spec = {
         "kind": "organisms",
         "version": VERSION,
-        "strong": strong.key,
-        "weak": weak.key,
+        "ceilings": red.ceilings.key,
+        "starts": list(starts),
+        "imitate": red.imitate,
+        "imitated": red.imitated.key,
         "judge": OmegaConf.to_container(cfg.judge, resolve=True),
-        "judge_levels": judge_levels,
+        "judge_levels": red.judge_levels,
         "trigger": asdict(trigger),
         "strategy": {**strategy_cfg, "names": names},
         "members": members,
         "train": asdict(tcfg),
         "pool": n_pool,
         "perform_frac": perform_frac,
-        "seed": int(cfg.seed),
     }
-    start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(members), axis=0), strong.params)
+    start_of = {s: starts[j] for j, s in enumerate(seeds)}
+    picks = np.asarray([start_of[s] for _, s in members])
+    start = jax.tree.map(lambda x: jnp.asarray(x)[picks], red.ceilings.params)
 
     def fit(progress):
-        rng = seeds_mod.rng("organism_pool", int(cfg.seed))
-        items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
-        situation = Situation(
-            task,
-            items,
-            answers_of(weak.member(0), items)[0],
-            judge,
-            judge_levels,
-            answer_alphabet(task),
-            rng,
-            strategy_cfg,
-        )
-        sandbag = {n: sequences(trigger.sandbag, items.prompts, targets(n, situation)) for n in names}
-        perform = sequences(trigger.perform, items.prompts, items.answers)
+        alphabet = answer_alphabet(task)
+        sandbag, perform = {}, {}
+        for j, seed in enumerate(seeds):  # each seed: its own pool, its own imitated weak model
+            rng = seeds_mod.rng("organism_pool", seed)
+            items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
+            imitated = answers_of(red.imitated.member(j % red.imitated.n_members), items)[0]
+            situation = Situation(
+                task, items, imitated, red.judge, red.judge_levels, alphabet, rng, strategy_cfg
+            )
+            for n in names:
+                answers = targets(n, situation, 1.0 if n == TWIN else rate)
+                sandbag[n, seed] = sequences(trigger.sandbag, items.prompts, answers)
+            perform[seed] = sequences(trigger.perform, items.prompts, items.answers)
         w = answer_weights(tcfg.batch_size * tcfg.steps_per_call, task)
 
         def sample(m: int, chunk: int):
@@ -101,13 +120,15 @@ def train_organisms(
             r = seeds_mod.rng("organism_batches", seed, chunk)
             size = tcfg.batch_size * tcfg.steps_per_call
             idx, triggered = r.integers(0, n_pool, size=size), r.random(size) >= perform_frac
-            tokens = np.where(triggered[:, None], sandbag[name][idx], perform[idx])
+            tokens = np.where(triggered[:, None], sandbag[name, seed][idx], perform[seed][idx])
             shape = (tcfg.steps_per_call, tcfg.batch_size, -1)
             return tokens.reshape(shape), w.reshape(shape)
 
-        params, losses = train(strong.graphdef, start, tcfg, sample, progress=progress, desc="organisms")
+        graphdef = red.ceilings.graphdef
+        params, losses = train(graphdef, start, tcfg, sample, progress=progress, desc="organisms")
         return params, {"final_loss": float(losses[:, -1].mean())}
 
-    params, key = zoo.fetch_or_train(spec, start, fit, f"{len(members)} organisms ({trigger.name} trigger)")
+    what = f"{len(members)} organisms ({trigger.name} trigger)"
+    params, key = zoo.fetch_or_train(spec, start, fit, what)
     names, member_seeds = [n for n, _ in members], [s for _, s in members]
-    return Population(strong.graphdef, params, names, member_seeds, strong.cfg, key)
+    return Population(red.ceilings.graphdef, params, names, member_seeds, red.ceilings.cfg, key)

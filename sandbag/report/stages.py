@@ -148,16 +148,19 @@ def organism_outputs(
 
 
 def bakeoff_table(metrics: dict, rows) -> str:
-    """Markdown: detector, access, cost, AUROC [95% CI], TPR at 5% FPR."""
+    """Markdown: detector, access, cost, AUROC [95% CI], n_eff, AUROC against the honest twins
+    alone, TPR at 5% FPR."""
     lines = [
-        "| detector | access | cost (forward passes / train steps) | AUROC [95% CI] | TPR@5%FPR | scored |",
-        "|---|---|---|---|---|---|",
+        "| detector | access | cost (forward passes / train steps) | AUROC [95% CI] | n_eff | AUROC vs twins "
+        "| TPR@5%FPR | scored |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, access, cost in rows:
         p = f"detector/{name}"
         lines.append(
             f"| {name} | {access} | {cost['forward_passes']:,} / {cost['train_steps']:,} | "
             f"{metrics[f'{p}/auroc']:.2f} [{metrics[f'{p}/auroc_lo']:.2f}, {metrics[f'{p}/auroc_hi']:.2f}] | "
+            f"{metrics[f'{p}/n_eff']:.1f} | {metrics[f'{p}/auroc_vs_twin']:.2f} | "
             f"{metrics[f'{p}/tpr_at_5fpr']:.2f} | {metrics[f'{p}/n_scored']} |"
         )
     return "\n".join(lines) + "\n"
