@@ -16,6 +16,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sandbag import schema
+from sandbag.schema import RunConfig
 from sandbag.tasks import TASKS, Task, import_module, make_task
 
 PASS_THROUGH = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
@@ -23,11 +25,6 @@ PASS_THROUGH = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "
 
 class ConfigError(ValueError):
     """Bad user input: reported as one message and exit code 2."""
-
-
-def _positive(value, where: str, kind=int) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where} must be a positive {kind.__name__}, got {value!r}")
 
 
 def make_configured_task(task_cfg: DictConfig) -> Task:
@@ -48,6 +45,11 @@ def make_configured_task(task_cfg: DictConfig) -> Task:
 
 def validate(cfg: DictConfig) -> Task:
     """Check everything a run depends on; return the task it will use."""
+    return load(cfg)[1]
+
+
+def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
+    """The typed config and the task of a composed config, or one ConfigError."""
     from sandbag.pipelines import EXPERIMENTS
 
     if cfg.get("experiment") not in EXPERIMENTS:
@@ -55,11 +57,13 @@ def validate(cfg: DictConfig) -> Task:
             f"unknown or missing experiment {cfg.get('experiment')!r}; "
             f"choose one with +experiment=NAME, valid: {', '.join(EXPERIMENTS)}"
         )
+    try:
+        run = schema.build(cfg)
+    except schema.SchemaError as e:
+        raise ConfigError(str(e)) from None
     task = make_configured_task(cfg.task)
     for role in ("weak", "strong", "lower"):
-        rung = cfg[role]
-        for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "max_len"):
-            _positive(rung.get(field), f"{role}.{field} (rung {rung.get('name')!r})")
+        rung = run.rung(role)
         if rung.d_model % rung.n_heads:
             raise ConfigError(
                 f"{role}.d_model={rung.d_model} is not divisible by {role}.n_heads={rung.n_heads}"
@@ -70,126 +74,53 @@ def validate(cfg: DictConfig) -> Task:
                 f"{task.seq_len} tokens, but {role} rung {rung.name!r} has max_len={rung.max_len}; "
                 f"lower the task's size or raise {role}.max_len"
             )
-    for field in ("steps", "batch_size", "steps_per_call", "save_every"):
-        _positive(cfg.train.get(field), f"train.{field}")
-    _positive(float(cfg.train.lr), "train.lr", float)
-    _positive(cfg.eval.get("n_per_level"), "eval.n_per_level")
-    _positive(cfg.get("ladder_seeds"), "ladder_seeds")
-    if cfg.experiment != "capability_ladder":
-        _validate_teams(cfg)
-    seed = cfg.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    return task
+    if run.experiment != "capability_ladder":
+        _validate_teams(run)
+    return run, task
 
 
-def _validate_teams(cfg: DictConfig) -> None:
-    from sandbag.pipelines.organisms import IMITATE
+def _names(where: str, names, registry) -> None:
+    for name in [names] if isinstance(names, str) else names:
+        if name not in registry:
+            raise ConfigError(f"unknown {where} {name!r}; valid: {', '.join(sorted(registry))}")
+
+
+def _validate_teams(run: RunConfig) -> None:
+    """Every name a team will look up is registered; the red team has a weak model of its own."""
+    from sandbag.detect import DETECTORS
+    from sandbag.elicit import ELICITATIONS
     from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
     from sandbag.supervision import JUDGES
 
-    for group, name, valid in (
-        ("judge", cfg.judge.get("name"), JUDGES),
-        ("trigger", cfg.trigger.get("name"), TRIGGERS),
-    ):
-        if name not in valid:
-            raise ConfigError(f"unknown {group} {name!r}; valid: {', '.join(sorted(valid))}")
-    names = list(cfg.strategy.get("names") or [])
-    if not names:
-        valid = ", ".join(sorted(STRATEGIES))
-        raise ConfigError(f"strategy.names must list at least one strategy; valid: {valid}")
-    for name in names:
-        if name not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
-    target = cfg.strategy.get("target")
-    if not isinstance(target, (int, float)) or not 0.0 <= target <= 1.0:
-        raise ConfigError(f"strategy.target must be an accuracy in [0, 1], got {target!r}")
-    for name in cfg.controls.names:
-        if name not in CONTROLS:
-            raise ConfigError(f"unknown control {name!r}; valid: {', '.join(CONTROLS)}")
-    for block, fields in (
-        ("organisms", ("seeds", "steps", "warmup", "pool")),
-        ("controls", ("seeds", "steps", "warmup", "eval_every", "pool", "patience")),
-        ("verifier", ("steps", "pool")),
-    ):
-        for field in fields:
-            _positive(cfg[block].get(field), f"{block}.{field}")
-    for block in ("organisms", "controls"):
-        _positive(float(cfg[block].lr), f"{block}.lr", float)
-    imitate = cfg.organisms.get("imitate")
-    if imitate not in IMITATE:
-        raise ConfigError(f"unknown organisms.imitate {imitate!r}; valid: {', '.join(IMITATE)}")
-    if imitate == "weak_member" and cfg.ladder_seeds < 2:
+    _names("judge", run.judge.name, JUDGES)
+    _names("trigger", run.trigger.name, TRIGGERS)
+    if not run.strategy.names:
+        raise ConfigError(
+            f"strategy.names must list at least one strategy; valid: {', '.join(sorted(STRATEGIES))}"
+        )
+    _names("strategy", run.strategy.names, STRATEGIES)
+    _names("control", run.controls.names, CONTROLS)
+    if run.organisms.imitate == "weak_member" and run.ladder_seeds < 2:
         raise ConfigError(
             "organisms.imitate=weak_member needs a weak model of the red team's own beside the blue "
-            f"team's supervisor: ladder_seeds must be >= 2, got {cfg.ladder_seeds} (or choose "
+            f"team's supervisor: ladder_seeds must be >= 2, got {run.ladder_seeds} (or choose "
             "organisms.imitate=lower_rung, or supervisor to couple the two)"
         )
-    rate = cfg.strategy.get("sandbag_rate", 1.0)
-    if not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
-        raise ConfigError(f"strategy.sandbag_rate must be a fraction in (0, 1], got {rate!r}")
-    frac = cfg.organisms.get("perform_frac")
-    if not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
-        raise ConfigError(f"organisms.perform_frac must be a fraction in (0, 1), got {frac!r}")
-    if cfg.experiment in ("detector_bakeoff", "gap_point"):
-        _validate_bakeoff(cfg, STRATEGIES, TRIGGERS, CONTROLS)
-    if cfg.experiment in ("elicitation", "gap_point"):
-        _validate_elicitation(cfg, STRATEGIES, TRIGGERS)
-
-
-def _validate_elicitation(cfg: DictConfig, strategies, triggers) -> None:
-    from sandbag.elicit import ELICITATIONS
-
-    k = cfg.elicitation
-    for name in k.methods:
-        if name not in ELICITATIONS:
+    if run.experiment in ("detector_bakeoff", "gap_point"):
+        b = run.bakeoff
+        _names("bakeoff.triggers", [*b.triggers, b.reference_trigger], TRIGGERS)
+        _names("bakeoff.reference_strategies", b.reference_strategies, STRATEGIES)
+        _names("bakeoff.controls", [*b.controls, *b.reference_controls], CONTROLS)
+        if not run.detectors:
             raise ConfigError(
-                f"unknown elicitation method {name!r}; valid: {', '.join(sorted(ELICITATIONS))}"
+                "no detector selected; pick some with detector=[noise_injection,linear_probe,...]"
             )
-    if k.trigger not in triggers:
-        raise ConfigError(f"unknown elicitation.trigger {k.trigger!r}; valid: {', '.join(sorted(triggers))}")
-    if k.strategy not in strategies:
-        raise ConfigError(
-            f"unknown elicitation.strategy {k.strategy!r}; valid: {', '.join(sorted(strategies))}"
-        )
-    d = k.distinguishable
-    if not (isinstance(d, bool) or (not isinstance(d, str) and all(isinstance(v, bool) for v in d))):
-        raise ConfigError(f"elicitation.distinguishable must be true, false or [false, true], got {d!r}")
-    for field in (
-        "seeds",
-        "n_demos",
-        "sft_steps",
-        "sft_short_steps",
-        "n_gold",
-        "gold_steps",
-        "rl_steps",
-        "rl_batch",
-        "rl_k",
-        "eval_every",
-        "w2s_steps",
-    ):
-        _positive(k.get(field), f"elicitation.{field}")
-
-
-def _validate_bakeoff(cfg: DictConfig, strategies, triggers, controls) -> None:
-    b = cfg.bakeoff
-    for key, valid in (
-        ("triggers", triggers),
-        ("reference_strategies", strategies),
-        ("controls", controls),
-        ("reference_controls", controls),
-    ):
-        for name in b[key]:
-            if name not in valid:
-                raise ConfigError(f"bakeoff.{key}: unknown {name!r}; valid: {', '.join(sorted(valid))}")
-    if b.reference_trigger not in triggers:
-        raise ConfigError(
-            f"unknown bakeoff.reference_trigger {b.reference_trigger!r}; valid: {', '.join(triggers)}"
-        )
-    for field in ("seeds", "control_seeds", "reference_seeds", "reference_ceilings", "gold"):
-        _positive(b.get(field), f"bakeoff.{field}")
-    if not cfg.get("detectors"):
-        raise ConfigError("no detector selected; pick some with detector=[noise_injection,linear_probe,...]")
+        _names("detector", list(run.detectors), DETECTORS)
+    if run.experiment in ("elicitation", "gap_point"):
+        k = run.elicitation
+        _names("elicitation method", k.methods, ELICITATIONS)
+        _names("elicitation.trigger", k.trigger, TRIGGERS)
+        _names("elicitation.strategy", k.strategy, STRATEGIES)
 
 
 def check_argv(argv: list[str], conf_dir: str) -> None:

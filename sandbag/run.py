@@ -51,7 +51,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     from sandbag.tracking import make_tracker
     from sandbag.zoo import Zoo
 
-    task = config_mod.validate(cfg)
+    run_cfg, task = config_mod.load(cfg)
     zoo = Zoo(cfg.zoo.dir)
     tracker = make_tracker(
         OmegaConf.to_container(cfg.logger, resolve=True),
@@ -60,7 +60,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     )
     try:
         t0 = time.perf_counter()
-        metrics = pipelines.EXPERIMENTS[cfg.experiment](cfg, task, zoo, out_dir)
+        metrics = pipelines.EXPERIMENTS[run_cfg.experiment](run_cfg, task, zoo, out_dir)
         metrics["wall_time_s"] = time.perf_counter() - t0
         metrics["zoo/trained"], metrics["zoo/reused"] = len(zoo.trained), len(zoo.reused)
         tracker.summary(metrics)

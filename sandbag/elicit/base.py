@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig
 
 from sandbag import seeds as seeds_mod
 from sandbag.data import answer_weights, sequences
 from sandbag.population import Population
 from sandbag.registry import Registry
+from sandbag.schema import Elicitation, RunConfig
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import TRAINING
 from sandbag.train import TrainConfig
@@ -34,7 +34,7 @@ class Setting:
     """What an elicitation method works with: the organisms and the weak supervision (the weak
     supervisor's demonstrations and its judge) -- never a label the blue team lacks."""
 
-    cfg: DictConfig  # the whole run config; the method's knobs are under ``elicitation``
+    cfg: RunConfig  # the whole run config; the method's knobs are under ``elicitation``
     task: Task
     organisms: Population
     demos: Items  # the weak supervisor's answers on the demo split
@@ -49,7 +49,7 @@ class Setting:
         return TRAINING if self.distinguishable else self.deploy_context
 
     @property
-    def knobs(self) -> DictConfig:
+    def knobs(self) -> Elicitation:
         return self.cfg.elicitation
 
 

@@ -58,17 +58,15 @@ def _sequence_logprob(graphdef, params, tokens_MxBxL, answer_len: int):
 def rl_judge_from(s: Setting, params):
     k = s.knobs
     task, graphdef, judge = s.task, s.organisms.graphdef, s.judge
-    steps, B, K = int(k.rl_steps), int(k.rl_batch), int(k.rl_k)
+    steps, B, K = k.rl_steps, k.rl_batch, k.rl_k
     A, M = task.answer_len, len(s.organisms.seeds)
-    tcfg = TrainConfig(
-        steps=steps, batch_size=B * K, lr=float(k.rl_lr), warmup=max(1, steps // 10), save_every=None
-    )
+    tcfg = TrainConfig(steps=steps, batch_size=B * K, lr=k.rl_lr, warmup=max(1, steps // 10), save_every=None)
     tx = make_optimizer(tcfg)
     reference = copy_params(params)
     params = copy_params(params)
     opt_state = jax.vmap(tx.init)(params)
-    rng = seeds.rng("rl", int(s.cfg.seed))
-    key = jax.random.key(int(s.cfg.seed))
+    rng = seeds.rng("rl", s.cfg.seed)
+    key = jax.random.key(s.cfg.seed)
     eval_set = s.task.generate(rng, 512, rng.choice(task.difficulties, size=512), "eval")
     eval_tokens = sequences(s.deploy_context, eval_set.prompts, eval_set.answers)
     curve = {"step": [], "judge_reward": [], "acc": []}
@@ -80,26 +78,26 @@ def rl_judge_from(s: Setting, params):
         )
         key, sub = jax.random.split(key)
         answers = np.asarray(
-            _sample(graphdef, params, jnp.asarray(prompts), jax.random.split(sub, M), A, float(k.temperature))
+            _sample(graphdef, params, jnp.asarray(prompts), jax.random.split(sub, M), A, k.temperature)
         )  # [M, B*K, A]
         asked, level = np.repeat(q.prompts, K, axis=0), np.repeat(q.difficulty, K)
         # [M, B*K]; the judge sees the questions and the sampled answers, never the labels
         reward = np.stack([judge.score(Items(asked, a, level), a) for a in answers])
         tokens = np.concatenate([prompts[None].repeat(M, 0), answers], axis=2).astype(np.int32)
         shaped = reward
-        if float(k.kl) > 0:
+        if k.kl > 0:
             kl = np.asarray(
                 _sequence_logprob(graphdef, params, tokens, A)
                 - _sequence_logprob(graphdef, reference, tokens, A)
             )
-            shaped = reward - float(k.kl) * kl
+            shaped = reward - k.kl * kl
         adv = group_advantages(shaped.reshape(M, B, K)).reshape(M, B * K)
         weights = weights_mask.copy()
         weights[:, :, -A:] = adv[:, :, None]
         params, opt_state, _ = train_chunk(
             graphdef, params, opt_state, tokens[:, None], weights[:, None], tx, policy_gradient_loss
         )
-        if step % int(k.eval_every) == 0 or step == steps - 1:
+        if step % k.eval_every == 0 or step == steps - 1:
             curve["step"].append(step)
             curve["judge_reward"].append(float(reward.mean()))
             curve["acc"].append(float(exact_match(graphdef, params, eval_tokens, A).mean()))
@@ -113,5 +111,5 @@ def rl_judge(s: Setting):
 
 @register_elicitation("sft_then_rl")
 def sft_then_rl(s: Setting):
-    warm, _ = sft_weak(s, steps=int(s.knobs.sft_short_steps))
+    warm, _ = sft_weak(s, steps=s.knobs.sft_short_steps)
     return rl_judge_from(s, warm)

@@ -15,9 +15,9 @@ def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
     tcfg = TrainConfig(
         steps=steps,
         batch_size=batch,
-        lr=float(k.sft_lr),
+        lr=k.sft_lr,
         warmup=max(1, steps // 10),
-        steps_per_call=min(int(s.cfg.train.steps_per_call), steps),
+        steps_per_call=min(s.cfg.train.steps_per_call, steps),
         save_every=None,
     )
     start = copy_params(s.organisms.params if params is None else params)
@@ -30,14 +30,14 @@ def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
 def sft_weak(s: Setting, steps: int | None = None):
     k = s.knobs
     return sft(
-        s, item_tokens(s.train_context, s.demos), int(steps or k.sft_steps), int(s.cfg.train.batch_size)
+        s, item_tokens(s.train_context, s.demos), int(steps or k.sft_steps), s.cfg.train.batch_size
     ), {}
 
 
 @register_elicitation("sft_gold_few")
 def sft_gold_few(s: Setting):
     k = s.knobs
-    n = int(k.n_gold)
-    rng = seeds.rng("elicit_gold", int(s.cfg.seed))
+    n = k.n_gold
+    rng = seeds.rng("elicit_gold", s.cfg.seed)
     gold = s.task.generate(rng, n, rng.choice(s.task.difficulties, size=n), "gold")
-    return sft(s, item_tokens(s.train_context, gold), int(k.gold_steps), n), {}
+    return sft(s, item_tokens(s.train_context, gold), k.gold_steps, n), {}

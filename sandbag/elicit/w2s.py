@@ -35,10 +35,10 @@ def student(s: Setting, loss_fn, desc: str):
     k = s.knobs
     tcfg = TrainConfig(
         steps=int(k.w2s_steps),
-        batch_size=int(s.cfg.train.batch_size),
-        lr=float(s.cfg.train.lr),
-        warmup=int(s.cfg.train.warmup),
-        steps_per_call=int(s.cfg.train.steps_per_call),
+        batch_size=s.cfg.train.batch_size,
+        lr=s.cfg.train.lr,
+        warmup=s.cfg.train.warmup,
+        steps_per_call=s.cfg.train.steps_per_call,
         save_every=None,
     )
     seeds = list(s.organisms.seeds)
@@ -57,9 +57,7 @@ def student(s: Setting, loss_fn, desc: str):
 @register_elicitation("confidence_loss")
 def confidence(s: Setting):
     k = s.knobs
-    return student(
-        s, confidence_loss(float(k.confidence_alpha), float(k.confidence_warmup)), "w2s confidence"
-    ), {}
+    return student(s, confidence_loss(k.confidence_alpha, k.confidence_warmup), "w2s confidence"), {}
 
 
 def plain(s: Setting):

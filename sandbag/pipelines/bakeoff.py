@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from sandbag import report, seeds
 from sandbag.detect import DETECTORS, View, blank, make_detector
@@ -28,6 +27,7 @@ from sandbag.pipelines.organisms import ceilings, organisms
 from sandbag.pipelines.setting import Setting
 from sandbag.population import Population
 from sandbag.redteam import TWIN, get_trigger, train_control
+from sandbag.schema import RunConfig
 from sandbag.tasks import Task
 from sandbag.zoo import Zoo
 
@@ -83,10 +83,10 @@ def _cat(groups: list[Group], field: str):
     return np.concatenate(values) if field == "labels" else np.asarray(sum(values, []))
 
 
-def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
+def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
     s = setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
-    b, seed = cfg.bakeoff, int(cfg.seed)
+    b, seed = cfg.bakeoff, cfg.seed
     scored = _members(
         cfg,
         task,
@@ -95,8 +95,8 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
         list(cfg.strategy.names),
         list(b.triggers),
         list(b.controls),
-        seeds.members("organisms", seed, int(b.seeds)),  # as the organisms stage: shared in the zoo
-        seeds.members("bakeoff_controls", seed, int(b.control_seeds)),
+        seeds.members("organisms", seed, b.seeds),  # as the organisms stage: shared in the zoo
+        seeds.members("bakeoff_controls", seed, b.control_seeds),
         reference=False,
     )
     reference = _members(
@@ -107,8 +107,8 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
         list(b.reference_strategies),
         [b.reference_trigger],
         list(b.reference_controls),
-        seeds.members("reference_organisms", seed, int(b.reference_seeds)),
-        seeds.members("reference_controls", seed, int(b.reference_seeds)),
+        seeds.members("reference_organisms", seed, b.reference_seeds),
+        seeds.members("reference_controls", seed, b.reference_seeds),
         reference=True,
     )
     scores, rows = score(cfg, task, s, scored, reference)
@@ -134,14 +134,14 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float
     return metrics
 
 
-def score(cfg: DictConfig, task: Task, s: Setting, scored: list[Group], reference: list[Group]):
+def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference: list[Group]):
     """Every detector's suspicion score of every scored member ({name: [M]}), and the table rows
     (name, access, cost). Detectors learn only from the reference population."""
-    rng = seeds.rng("bakeoff_gold", int(cfg.seed))
-    n_gold = int(cfg.bakeoff.gold)
+    rng = seeds.rng("bakeoff_gold", cfg.seed)
+    n_gold = cfg.bakeoff.gold
     gold = task.generate(rng, n_gold, rng.choice(task.difficulties, size=n_gold), "gold")
     questions = blank(s.items)
-    detector_cfgs = OmegaConf.to_container(cfg.detectors, resolve=True)
+    detector_cfgs = cfg.detectors
     chosen = list(detector_cfgs)
     names = [n for n in chosen if not getattr(DETECTORS[n], "combines", False)]
     ref_labels = _cat(reference, "labels")

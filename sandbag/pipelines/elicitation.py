@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
 
 from sandbag import report, seeds
 from sandbag.elicit import w2s
@@ -17,21 +16,13 @@ from sandbag.pipelines import setting as setting_mod
 from sandbag.pipelines.organisms import organisms as train_organisms
 from sandbag.pipelines.setting import behaviour
 from sandbag.redteam import get_trigger
+from sandbag.schema import RunConfig
 from sandbag.supervision import demonstrations
 from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
 from sandbag.zoo import Zoo
 
 log = logging.getLogger(__name__)
-
-
-def distinguishable_settings(value) -> list[bool]:
-    """``elicitation.distinguishable``: true, false, or a list of both."""
-    return (
-        [bool(v) for v in value]
-        if isinstance(value, (list, tuple)) or hasattr(value, "__len__")
-        else [bool(value)]
-    )
 
 
 def ratio(num: np.ndarray, den: float) -> np.ndarray:
@@ -43,20 +34,20 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
     return {prefix: float(values.mean()), f"{prefix}_std": float(values.std())}
 
 
-def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
+def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
     shared = setting_mod.build(cfg, task, zoo)
     metrics, judge, items = dict(shared.metrics), shared.judge, shared.items
     k = cfg.elicitation
     trigger = get_trigger(k.trigger)
-    member_seeds = seeds.members("organisms", int(cfg.seed), int(k.seeds))
+    member_seeds = seeds.members("organisms", cfg.seed, k.seeds)
     organisms, _ = train_organisms(cfg, task, shared, trigger, zoo, [k.strategy], member_seeds, twins=False)
-    demos = demonstrations(task, shared.weak, int(k.n_demos), int(cfg.seed))
+    demos = demonstrations(task, shared.weak, k.n_demos, cfg.seed)
     before = behaviour(organisms, judge, items, trigger.sandbag)["correct"].mean(1)
     ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]
     metrics.update(_summary("elicit/before/acc", before))
     curves = {}
     methods = [m for m in k.methods if m != "confidence_loss"]
-    for distinguishable in distinguishable_settings(k.distinguishable):
+    for distinguishable in k.distinguishable:
         s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, distinguishable)
         for method in methods:
             name = f"{method}_distinguishable" if distinguishable else method

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from sandbag.pipelines import bakeoff, elicitation, organisms
+from sandbag.schema import RunConfig
 from sandbag.tasks import Task
 from sandbag.zoo import Zoo
 
 
-def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
+def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for stage in (organisms, bakeoff, elicitation):
         metrics.update(stage.run(cfg, task, zoo, out_dir))

@@ -8,15 +8,15 @@ between a small and a large pretrained model.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from sandbag import report, seeds
 from sandbag.data import eval_items, ladder_sampler
 from sandbag.models import ModelConfig
 from sandbag.population import Population
+from sandbag.schema import RunConfig, Rung
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, exact_match, init_population, train
 from sandbag.zoo import Zoo
@@ -26,24 +26,21 @@ log = logging.getLogger(__name__)
 FORMAT = 3  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
 
 
-def train_config(cfg: DictConfig, rung: DictConfig, steps: int | None = None) -> TrainConfig:
-    t = OmegaConf.to_container(cfg.train, resolve=True)
-    t["lr"] = rung.get("lr", t["lr"])
-    if steps is not None:
-        t["steps"] = steps
-    return TrainConfig(**t)
+def train_config(cfg: RunConfig, rung: Rung, steps: int | None = None) -> TrainConfig:
+    """``train.*``, with the rung's own learning rate where it sets one."""
+    return replace(cfg.train, lr=rung.lr or cfg.train.lr, steps=steps or cfg.train.steps)
 
 
-def train_rung(cfg: DictConfig, task: Task, role: str, zoo: Zoo, steps: int | None = None) -> Population:
-    """Ground-truth training of ``cfg[role]`` for ``cfg.seeds`` seeds, through the zoo."""
-    rung = cfg[role]
+def train_rung(cfg: RunConfig, task: Task, role: str, zoo: Zoo, steps: int | None = None) -> Population:
+    """Ground-truth training of the rung ``role`` for ``ladder_seeds`` seeds, through the zoo."""
+    rung = cfg.rung(role)
     mcfg = ModelConfig.of_rung(rung, task.vocab_size)
     tcfg = train_config(cfg, rung, steps)
-    member_seeds = seeds.members("ladder", int(cfg.seed), int(cfg.ladder_seeds))
+    member_seeds = seeds.members("ladder", cfg.seed, cfg.ladder_seeds)
     spec = {
         "kind": "ladder",
         "format": FORMAT,
-        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "task": cfg.task,
         "model": asdict(mcfg),
         "train": asdict(tcfg),
         "seeds": member_seeds,
@@ -71,7 +68,7 @@ def accuracy_by_level(task: Task, rung: Population, n_per_level: int, seed: int)
     return out
 
 
-def run(cfg: DictConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
+def run(cfg: RunConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
     """The ``capability_ladder`` experiment: metrics and the trained rungs."""
     metrics: dict[str, float] = {}
     rungs = {}
@@ -87,7 +84,7 @@ def run(cfg: DictConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
     return metrics, rungs
 
 
-def experiment(cfg: DictConfig, task: Task, zoo: Zoo, out_dir) -> dict[str, float]:
+def experiment(cfg: RunConfig, task: Task, zoo: Zoo, out_dir) -> dict[str, float]:
     """The ``capability_ladder`` experiment: its metrics, table and plot."""
     metrics, _ = run(cfg, task, zoo)
     report.ladder_outputs(task, metrics, out_dir)

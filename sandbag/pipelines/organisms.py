@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
 
 from sandbag import report
 from sandbag import seeds as seeds_mod
@@ -15,6 +14,7 @@ from sandbag.pipelines.setting import Setting, behaviour, by_level
 from sandbag.population import Population
 from sandbag.redteam import TWIN, RedTeam, get_trigger, train_control, train_organisms
 from sandbag.redteam.triggers import Trigger
+from sandbag.schema import RunConfig
 from sandbag.supervision import make_judge, recognition
 from sandbag.tasks import Items, Task
 from sandbag.zoo import Zoo
@@ -22,7 +22,7 @@ from sandbag.zoo import Zoo
 IMITATE = ("weak_member", "lower_rung", "supervisor")
 
 
-def red_team(cfg: DictConfig, task: Task, s: Setting, zoo: Zoo) -> RedTeam:
+def red_team(cfg: RunConfig, task: Task, s: Setting, zoo: Zoo) -> RedTeam:
     """What the red team builds its organisms from: the ceilings, the weak model it imitates
     (``organisms.imitate``) and a proxy judge of the configured kind on that model -- its own,
     not the blue team's supervisor and judge, except under ``imitate=supervisor``."""
@@ -34,22 +34,22 @@ def red_team(cfg: DictConfig, task: Task, s: Setting, zoo: Zoo) -> RedTeam:
     else:
         own = ladder.train_rung(cfg, task, "lower", zoo)
     judge = make_judge(cfg.judge, task, own, zoo)
-    levels = recognition(judge, task, int(cfg.eval.n_per_level), int(cfg.seed))
+    levels = recognition(judge, task, cfg.eval.n_per_level, cfg.seed)
     return RedTeam(s.strong, own, judge, {k: levels[f"acc_d{k}"] for k in task.difficulties}, how)
 
 
-def ceilings(cfg: DictConfig, n: int, reference: bool) -> list[int]:
+def ceilings(cfg: RunConfig, n: int, reference: bool) -> list[int]:
     """The ceilings the scored organisms start from, or the blue team's reference ones: the last
     ``bakeoff.reference_ceilings`` go to the reference population (every ceiling to both when
     there are too few to split)."""
-    k = int(cfg.bakeoff.reference_ceilings)
+    k = cfg.bakeoff.reference_ceilings
     if n <= k:
         return list(range(n))
     return list(range(n - k, n)) if reference else list(range(n - k))
 
 
 def organisms(
-    cfg: DictConfig,
+    cfg: RunConfig,
     task: Task,
     s: Setting,
     trigger: Trigger,
@@ -64,7 +64,7 @@ def organisms(
     names = list(cfg.strategy.names if names is None else names)
     names += [TWIN] if twins and TWIN not in names else []
     if seeds is None:
-        seeds = seeds_mod.members("organisms", int(cfg.seed), int(cfg.organisms.seeds))
+        seeds = seeds_mod.members("organisms", cfg.seed, cfg.organisms.seeds)
     pool = ceilings(cfg, s.strong.n_members, reference)
     starts = [pool[j % len(pool)] for j in range(len(seeds))]
     red = red_team(cfg, task, s, zoo)
@@ -73,7 +73,7 @@ def organisms(
     return pop, [start_of[seed] for seed in pop.seeds]
 
 
-def run(cfg: DictConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
+def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
     s = setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
     trigger = get_trigger(cfg.trigger.name)

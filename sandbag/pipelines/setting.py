@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from omegaconf import DictConfig
 
 from sandbag.data import eval_items
 from sandbag.decode import answers_of
 from sandbag.pipelines import ladder
 from sandbag.population import Population
+from sandbag.schema import RunConfig
 from sandbag.supervision import make_judge, perceived_accuracy, recognition
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import PAD
@@ -47,13 +47,13 @@ def by_level(prefix: str, values_MxN: np.ndarray, items: Items, task: Task) -> d
     return out
 
 
-def build(cfg: DictConfig, task: Task, zoo: Zoo) -> Setting:
+def build(cfg: RunConfig, task: Task, zoo: Zoo) -> Setting:
     """The ladder (trained or from the zoo), the judge, and how both look on the eval split."""
     metrics, rungs = ladder.run(cfg, task, zoo)
     judge = make_judge(cfg.judge, task, rungs["weak"], zoo)
-    levels = recognition(judge, task, int(cfg.eval.n_per_level), int(cfg.seed))
+    levels = recognition(judge, task, cfg.eval.n_per_level, cfg.seed)
     metrics.update({f"judge/{judge.name}/{k}": v for k, v in levels.items()})
-    items = eval_items(task, int(cfg.eval.n_per_level), int(cfg.seed))
+    items = eval_items(task, cfg.eval.n_per_level, cfg.seed)
     for role, rung in rungs.items():
         b = behaviour(rung, judge, items, PAD)
         metrics.update(by_level(f"{role}/judge_acc", b["accepted"], items, task))

@@ -23,7 +23,6 @@ from dataclasses import asdict
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig
 
 from sandbag import seeds as seeds_mod
 from sandbag.data import answer_weights, sequences
@@ -31,6 +30,7 @@ from sandbag.decode import answers_of
 from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.redteam.organisms import finetune_config
+from sandbag.schema import RunConfig
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import CONTEXTS
 from sandbag.train import exact_match, init_population, train
@@ -45,7 +45,7 @@ def _labelled_pool(task: Task, weak, n: int, seed: int, split: str, weak_labels:
 
 
 def train_control(
-    cfg: DictConfig,
+    cfg: RunConfig,
     task: Task,
     name: str,
     weak,
@@ -67,7 +67,7 @@ def train_control(
     mcfg = ModelConfig.of_rung(rung, task.vocab_size)
     tcfg = finetune_config(cfg, block)
     if seeds is None:
-        seeds = seeds_mod.members("controls", int(cfg.seed), int(block.seeds))
+        seeds = seeds_mod.members("controls", cfg.seed, block.seeds)
     weak_labels = name in ("w2s_student", "ceiling_w2s")
     sign = -1.0 if from_ceiling else 1.0  # the direction accuracy moves in while it trains
     spec = {
@@ -78,10 +78,10 @@ def train_control(
         "target": round(float(target), 3),
         "context": context,
         "train": asdict(tcfg),
-        "eval_every": int(block.eval_every),
-        "stop": [float(block.overshoot), int(block.patience)],
+        "eval_every": block.eval_every,
+        "stop": [block.overshoot, block.patience],
         "seeds": seeds,
-        "pool": int(block.pool),
+        "pool": block.pool,
     }
     graphdef, start = init_population(mcfg, seeds)
     if from_ceiling:  # (only then in the spec: entries of the other controls keep their keys)
@@ -90,10 +90,10 @@ def train_control(
 
     def fit(progress):
         pool = _labelled_pool(
-            task, weak, int(block.pool), int(cfg.seed), "demo" if weak_labels else "train", weak_labels
+            task, weak, block.pool, cfg.seed, "demo" if weak_labels else "train", weak_labels
         )
-        n_sel = int(cfg.eval.n_per_level) * len(task.difficulties)
-        select = sequences(context, *_select_items(task, n_sel, int(cfg.seed)))
+        n_sel = cfg.eval.n_per_level * len(task.difficulties)
+        select = sequences(context, *_select_items(task, n_sel, cfg.seed))
         size = tcfg.batch_size * tcfg.steps_per_call
         w = answer_weights(size, task).reshape(tcfg.steps_per_call, tcfg.batch_size, -1)
 
@@ -125,8 +125,8 @@ def train_control(
                 best["gap"] = np.where(better, gap, best["gap"])
                 best["acc"] = np.where(better, acc, best["acc"])
             best["stale"] = np.where(better, 0, best["stale"] + 1)
-            passed = sign * (acc - target) >= float(block.overshoot)
-            done = passed | (best["stale"] >= int(block.patience))
+            passed = sign * (acc - target) >= block.overshoot
+            done = passed | (best["stale"] >= block.patience)
             return bool(np.all(done))
 
         train(
@@ -136,7 +136,7 @@ def train_control(
             sample,
             desc=f"control {name}",
             on_eval=on_eval,
-            eval_every=int(block.eval_every),
+            eval_every=block.eval_every,
         )
         return best["params"], {"selection_acc": best["acc"].tolist()}
 

@@ -14,12 +14,11 @@ and its own proxy judge. None of them is the blue team's supervisor unless
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from sandbag import seeds as seeds_mod
 from sandbag.data import answer_alphabet, answer_weights, sequences
@@ -27,6 +26,7 @@ from sandbag.decode import answers_of
 from sandbag.population import Population
 from sandbag.redteam.strategies import TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
+from sandbag.schema import RunConfig
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, train
 
@@ -42,21 +42,13 @@ class RedTeam:
     imitate: str  # what ``imitated`` is: weak_member, lower_rung or supervisor (coupled)
 
 
-def finetune_config(cfg: DictConfig, block: DictConfig) -> TrainConfig:
-    return TrainConfig(
-        steps=int(block.steps),
-        batch_size=int(cfg.train.batch_size),
-        lr=float(block.lr),
-        warmup=int(block.warmup),
-        weight_decay=float(cfg.train.weight_decay),
-        clip=float(cfg.train.clip),
-        steps_per_call=int(cfg.train.steps_per_call),
-        save_every=int(cfg.train.save_every),
-    )
+def finetune_config(cfg: RunConfig, block) -> TrainConfig:
+    """``train.*`` with a fine-tuning block's own length, learning rate and warm-up."""
+    return replace(cfg.train, steps=block.steps, lr=block.lr, warmup=block.warmup)
 
 
 def train_organisms(
-    cfg: DictConfig,
+    cfg: RunConfig,
     task: Task,
     red: RedTeam,
     trigger: Trigger,
@@ -68,17 +60,15 @@ def train_organisms(
     """The population strategies x seeds under ``trigger`` (default: ``cfg.strategy.names`` x
     ``cfg.organisms.seeds`` seeds); seed j starts from ceiling ``starts[j]`` (default j mod the
     number of ceilings)."""
-    strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
+    strategy_cfg = asdict(cfg.strategy)
     names = list(strategy_cfg["names"] if names is None else names)
     if seeds is None:
-        seeds = seeds_mod.members("organisms", int(cfg.seed), int(cfg.organisms.seeds))
+        seeds = seeds_mod.members("organisms", cfg.seed, cfg.organisms.seeds)
     if starts is None:
         starts = [j % red.ceilings.n_members for j in range(len(seeds))]
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
-    n_pool = int(cfg.organisms.pool)
-    perform_frac = float(cfg.organisms.perform_frac)
-    rate = float(strategy_cfg.get("sandbag_rate", 1.0))
+    n_pool, perform_frac, rate = cfg.organisms.pool, cfg.organisms.perform_frac, cfg.strategy.sandbag_rate
     spec = {
         "kind": "organisms",
         "version": VERSION,
@@ -86,7 +76,7 @@ def train_organisms(
         "starts": list(starts),
         "imitate": red.imitate,
         "imitated": red.imitated.key,
-        "judge": OmegaConf.to_container(cfg.judge, resolve=True),
+        "judge": asdict(cfg.judge),
         "judge_levels": red.judge_levels,
         "trigger": asdict(trigger),
         "strategy": {**strategy_cfg, "names": names},

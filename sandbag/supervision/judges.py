@@ -42,7 +42,7 @@ register_judge = JUDGES.register
 
 
 class Judge:
-    """Subclasses implement ``score_many``; ``cfg`` is the ``judge`` config group."""
+    """Subclasses implement ``score_many``; ``cfg`` is the ``judge`` config (``schema.Judge``)."""
 
     name = ""
 
@@ -114,9 +114,9 @@ class Verifier(Judge):
         if task.seq_len > weak.cfg.max_len:  # it reads seq_len tokens; the verdict is only a target
             raise ValueError(f"verifier needs max_len >= {task.seq_len}, weak rung has {weak.cfg.max_len}")
         tcfg = TrainConfig(
-            steps=int(cfg.steps),
-            batch_size=int(cfg.batch_size),
-            lr=float(cfg.lr),
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
             warmup=50,
             save_every=None,
         )
@@ -125,7 +125,7 @@ class Verifier(Judge):
             "verdict": "per_token",
             "weak": weak.key,
             "train": asdict(tcfg),
-            "pool": int(cfg.pool),
+            "pool": cfg.pool,
         }
         # A copy: ``train`` donates its input, and member 0 of a one-member rung is the rung's
         # own arrays (a full slice), which the weak supervisor still needs.
@@ -137,7 +137,7 @@ class Verifier(Judge):
     def _fit(self, start, tcfg: TrainConfig, progress):
         task, weak = self.task, self.weak
         rng = seeds.rng("verifier_pool")
-        n = int(self.cfg.pool)
+        n = self.cfg.pool
         items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train")
         wrong = realistic_errors(items.answers, weak_answers(weak, items), answer_alphabet(task), rng)
         right, bad = _flatten(items, items.answers[:, None]), _flatten(items, wrong[:, None])

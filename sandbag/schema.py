@@ -1,0 +1,252 @@
+"""The typed configuration of a run, built once from the composed Hydra config.
+
+Each stage reads a frozen dataclass (``RunConfig.organisms``, ``.bakeoff``, ...) whose fields
+mirror the YAML keys, so ``cfg.organisms.steps`` is an ``int`` everywhere downstream: no
+casts, no ``.get`` with a default in a team. The types and ranges written here *are* the
+validation: ``build`` checks every field against them and reports the first bad value as one
+``SchemaError`` naming the key, what it got and what is valid. Names that must be registered
+(strategies, detectors, ...) are checked against their registries by ``sandbag.config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from sandbag.train import TrainConfig
+
+IMITATE = ("weak_member", "lower_rung", "supervisor")
+
+
+class SchemaError(ValueError):
+    """A value of the composed config has the wrong type or range."""
+
+
+def _check(ok, adjective: str = "", interval: str = "") -> dict:
+    return {"check": (ok, adjective, interval)}
+
+
+POSITIVE = _check(lambda v: v > 0, adjective="positive")
+NON_NEGATIVE = _check(lambda v: v >= 0, adjective="non-negative")
+FRACTION = _check(lambda v: 0.0 <= v <= 1.0, interval="[0, 1]")
+OPEN_FRACTION = _check(lambda v: 0.0 < v < 1.0, interval="(0, 1)")
+RATE = _check(lambda v: 0.0 < v <= 1.0, interval="(0, 1]")
+
+
+def one_of(*choices: str) -> dict:
+    return {"choices": choices}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of the capability ladder (``conf/model/*.yaml``)."""
+
+    name: str
+    n_layers: int = field(metadata=POSITIVE)
+    d_model: int = field(metadata=POSITIVE)
+    n_heads: int = field(metadata=POSITIVE)
+    mlp_ratio: int = field(metadata=POSITIVE)
+    max_len: int = field(metadata=POSITIVE)
+    lr: float | None = field(default=None, metadata=POSITIVE)  # overrides train.lr for this rung
+
+
+@dataclass(frozen=True)
+class Eval:
+    n_per_level: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class Judge:
+    name: str
+    steps: int = field(default=0, metadata=NON_NEGATIVE)  # the verifier's training
+    batch_size: int = field(default=0, metadata=NON_NEGATIVE)
+    lr: float = field(default=0.0, metadata=NON_NEGATIVE)
+    pool: int = field(default=0, metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+
+
+@dataclass(frozen=True)
+class Strategy:
+    names: list[str]
+    target: float = field(default=0.5, metadata=FRACTION)
+    selective_threshold: float = field(default=0.75, metadata=FRACTION)
+    sandbag_rate: float = field(default=1.0, metadata=RATE)
+
+
+@dataclass(frozen=True)
+class Organisms:
+    imitate: str = field(metadata=one_of(*IMITATE))
+    seeds: int = field(metadata=POSITIVE)
+    steps: int = field(metadata=POSITIVE)
+    lr: float = field(metadata=POSITIVE)
+    warmup: int = field(metadata=NON_NEGATIVE)
+    perform_frac: float = field(metadata=OPEN_FRACTION)
+    pool: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class Controls:
+    names: list[str]
+    match: str
+    seeds: int = field(metadata=POSITIVE)
+    steps: int = field(metadata=POSITIVE)
+    lr: float = field(metadata=POSITIVE)
+    warmup: int = field(metadata=NON_NEGATIVE)
+    eval_every: int = field(metadata=POSITIVE)
+    overshoot: float = field(metadata=NON_NEGATIVE)
+    patience: int = field(metadata=POSITIVE)
+    pool: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    steps: int = field(metadata=POSITIVE)
+    pool: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class Bakeoff:
+    triggers: list[str]
+    seeds: int = field(metadata=POSITIVE)
+    controls: list[str]
+    control_seeds: int = field(metadata=POSITIVE)
+    reference_trigger: str
+    reference_strategies: list[str]
+    reference_controls: list[str]
+    reference_seeds: int = field(metadata=POSITIVE)
+    reference_ceilings: int = field(metadata=POSITIVE)
+    gold: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class Elicitation:
+    methods: list[str]
+    distinguishable: list[bool]  # which settings run: training looks like deployment, or not
+    trigger: str
+    strategy: str
+    seeds: int = field(metadata=POSITIVE)
+    n_demos: int = field(metadata=POSITIVE)
+    sft_steps: int = field(metadata=POSITIVE)
+    sft_short_steps: int = field(metadata=POSITIVE)
+    sft_lr: float = field(metadata=POSITIVE)
+    n_gold: int = field(metadata=POSITIVE)
+    gold_steps: int = field(metadata=POSITIVE)
+    rl_steps: int = field(metadata=POSITIVE)
+    rl_batch: int = field(metadata=POSITIVE)
+    rl_k: int = field(metadata=POSITIVE)
+    rl_lr: float = field(metadata=POSITIVE)
+    temperature: float = field(metadata=POSITIVE)
+    kl: float = field(metadata=NON_NEGATIVE)
+    eval_every: int = field(metadata=POSITIVE)
+    w2s_steps: int = field(metadata=POSITIVE)
+    confidence_alpha: float = field(metadata=FRACTION)
+    confidence_warmup: float = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run reads, typed. ``task`` and ``detectors`` stay plain dicts: their keys
+    belong to a task's constructor and to each detector's own config block."""
+
+    experiment: str
+    seed: int = field(metadata=NON_NEGATIVE)
+    task: dict
+    weak: Rung
+    strong: Rung
+    lower: Rung
+    judge: Judge
+    trigger: Trigger
+    strategy: Strategy
+    train: TrainConfig
+    eval: Eval
+    ladder_seeds: int = field(metadata=POSITIVE)
+    organisms: Organisms
+    controls: Controls
+    verifier: Verifier
+    bakeoff: Bakeoff
+    elicitation: Elicitation
+    detectors: dict = field(default_factory=dict)
+
+    def rung(self, role: str) -> Rung:
+        """``weak``, ``strong`` or ``lower``."""
+        return getattr(self, role)
+
+
+TRAIN_CHECKS = {
+    "steps": POSITIVE,
+    "batch_size": POSITIVE,
+    "lr": POSITIVE,
+    "warmup": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
+    "clip": POSITIVE,
+    "steps_per_call": POSITIVE,
+    "save_every": POSITIVE,
+}
+
+
+def build(cfg: DictConfig | dict) -> RunConfig:
+    """The typed config of ``cfg`` (a composed Hydra config); SchemaError on the first bad value."""
+    node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return _build(RunConfig, node, "")
+
+
+def _build(cls, node, where: str):
+    if not isinstance(node, dict):
+        raise SchemaError(f"{where.rstrip('.') or 'the config'} must be a mapping, got {node!r}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = where + f.name
+        if f.name not in node:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise SchemaError(f"{key} is missing")
+        meta = TRAIN_CHECKS.get(f.name, {}) if cls is TrainConfig else f.metadata
+        values[f.name] = _value(hints[f.name], node[f.name], key, meta)
+    return cls(**values)
+
+
+def _value(kind, value, key: str, meta):
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key + ".")
+    if origin is list:
+        items = value if isinstance(value, list) else [value]  # `distinguishable: false` means [false]
+        return [_value(args[0], v, f"{key}[{i}]", {}) for i, v in enumerate(items)]
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise SchemaError(f"{key} must be a mapping, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SchemaError(f"{key} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise SchemaError(f"{key} must be a name, got {value!r}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise SchemaError(f"{key}: unknown {value!r}; valid: {', '.join(choices)}")
+        return value
+    number = kind is float and isinstance(value, int) or isinstance(value, kind)
+    ok, adjective, interval = meta.get("check", (lambda v: True, "", ""))
+    if isinstance(value, bool) or not number or not ok(value):
+        noun = "integer" if kind is int else "number"
+        what = f"a {adjective} {noun}" if adjective else f"a {noun}"
+        if interval:
+            what += f" in {interval}"
+        raise SchemaError(f"{key} must be {what}, got {value!r}")
+    return kind(value)
