@@ -182,8 +182,8 @@ def addition_rung(name: str, d_model: int, key: str):
     """(3-operand addition, a one-layer rung of width ``d_model`` trained on it for 300 steps):
     right on most level-1 items, wrong on most level-3 ones. ``key`` names it for the zoo."""
     from sandbag.data import ladder_sampler
-    from sandbag.ladder import Rung
     from sandbag.models import ModelConfig
+    from sandbag.population import Population
     from sandbag.tasks import make_task
     from sandbag.train import TrainConfig, init_population, train
 
@@ -193,7 +193,7 @@ def addition_rung(name: str, d_model: int, key: str):
     graphdef, params = init_population(cfg, [0])
     tcfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup=20, steps_per_call=50)
     params, _ = train(graphdef, params, tcfg, ladder_sampler(task, [0], 64, 50))
-    return task, Rung("weak", cfg, graphdef, params, reused=False, key=key)
+    return task, Population(graphdef, params, ["weak"], [0], cfg, key)
 
 
 @pytest.fixture(scope="session")

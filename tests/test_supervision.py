@@ -14,20 +14,13 @@ import numpy as np
 import pytest
 from conftest import addition_answers, addition_operands, addition_rung
 from flax import nnx
-from omegaconf import OmegaConf
 
-from sandbag.data import eval_items
+from sandbag.data import answer_alphabet, eval_items, near_miss
+from sandbag.decode import answers_of, prompts_of
+from sandbag.population import member
+from sandbag.schema import Judge
 from sandbag.supervision import JUDGES, make_judge, perceived_accuracy, recognition
-from sandbag.supervision.weak import (
-    answer_alphabet,
-    answers_of,
-    demonstrations,
-    member,
-    near_miss,
-    prompts_of,
-    realistic_errors,
-    weak_answers,
-)
+from sandbag.supervision.weak import demonstrations, realistic_errors, weak_answers
 from sandbag.tasks.base import NO, PAD, SPLITS, YES, split_hash
 from sandbag.train import exact_match, init_population
 from sandbag.zoo import Zoo
@@ -36,7 +29,7 @@ VERIFIER = {"name": "verifier", "steps": 100, "batch_size": 32, "lr": 1e-3, "poo
 
 
 def judge_cfg(name: str, **overrides):
-    return OmegaConf.create({**(VERIFIER if name == "verifier" else {"name": name}), **overrides})
+    return Judge(**{**(VERIFIER if name == "verifier" else {"name": name}), **overrides})
 
 
 def single_model(rung):
@@ -64,7 +57,7 @@ def test_weak_answers_are_the_greedy_answers_of_member_zero(weak_supervisor):
         nxt = jnp.argmax(model(seq)[:, -1], axis=-1).astype(jnp.int32)
         seq = jnp.concatenate([seq, nxt[:, None]], axis=1)
     np.testing.assert_array_equal(got, np.asarray(seq[:, -task.answer_len :]))
-    np.testing.assert_array_equal(answers_of(weak.graphdef, weak.params, items)[0], got)
+    np.testing.assert_array_equal(answers_of(weak, items)[0], got)
     # The fixture is a real weak supervisor: good on easy items, poor on hard ones.
     right = task.check(got, items.answers)
     easy, hard = (right[items.difficulty == k].mean() for k in (1, 3))
