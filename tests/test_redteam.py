@@ -24,14 +24,16 @@ from conftest import (
 )
 from hydra import compose, initialize_config_dir
 
-from sandbag.config import ConfigError, check_argv, validate
-from sandbag.data import ladder_sampler
-from sandbag.ladder import train_rung
+from sandbag.config import ConfigError, check_argv, load
+from sandbag.data import answer_alphabet, ladder_sampler, near_miss
 from sandbag.models import ModelConfig
+from sandbag.pipelines.ladder import train_rung
 from sandbag.redteam import (
     CONTROLS,
     STRATEGIES,
     TRIGGERS,
+    TWIN,
+    RedTeam,
     Situation,
     get_trigger,
     train_control,
@@ -42,7 +44,7 @@ from sandbag.redteam import organisms as organisms_mod
 from sandbag.redteam.strategies import targets
 from sandbag.run import CONF_DIR
 from sandbag.supervision import make_judge
-from sandbag.supervision.weak import answer_alphabet, near_miss, weak_answers
+from sandbag.supervision.weak import weak_answers
 from sandbag.tasks import Items, make_task
 from sandbag.tasks.base import CONTEXTS, DEPLOYMENT, FLAG, PAD, PASSWORD, SPLITS, TRAINING, split_hash
 from sandbag.train import TrainConfig, init_population, train
@@ -73,8 +75,9 @@ TINY = [
 
 
 def organisms_cfg(*overrides: str):
+    """The typed config of the shrunk organisms experiment with ``overrides``."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides])
+        return load(compose("config", overrides=[*TINY, *overrides]))[0]
 
 
 def member(params, i: int):
@@ -84,8 +87,8 @@ def member(params, i: int):
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
     """(cfg, task, weak rung, strong rung, default judge), rungs trained 10 steps in their own zoo."""
-    cfg = organisms_cfg()
-    task = validate(cfg)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg, task = load(compose("config", overrides=TINY))
     zoo = Zoo(tmp_path_factory.mktemp("rungs"))
     weak, strong = (train_rung(cfg, task, role, zoo) for role in ("weak", "strong"))
     return cfg, task, weak, strong, make_judge(cfg.judge, task, weak, zoo)
@@ -184,10 +187,27 @@ def test_every_strategy_gives_one_answer_per_question_of_the_answer_shape():
         "judge_adversarial",
         "score_target",
         "random_wrong",
+        TWIN,
     }
     for name in STRATEGIES:
         got = targets(name, s)
         assert got.shape == s.items.answers.shape, name
+
+
+def test_the_honest_twin_answers_the_truth_and_sandbag_rate_spares_whole_questions():
+    s = situation(n=400)
+    np.testing.assert_array_equal(targets(TWIN, s), s.items.answers)
+    always = targets("random_wrong", situation(n=400))
+    assert not np.all(always == s.items.answers, axis=1).any()
+    capped = targets("random_wrong", situation(n=400), sandbag_rate=0.75)
+    spared = np.all(capped == s.items.answers, axis=1)
+    assert 0.15 < spared.mean() < 0.35, (
+        f"sandbag_rate 0.75 should spare ~25% of questions, spared {spared.mean()}"
+    )
+    # the same questions whatever their wording: the choice reads the paraphrase-invariant identity
+    again = Situation(**{**s.__dict__, "items": s.items.subset(np.arange(400)[::-1]), "_best": None})
+    spared_again = np.all(targets("random_wrong", again, 0.75) == again.items.answers, axis=1)
+    np.testing.assert_array_equal(spared_again, spared[::-1])
 
 
 def test_emulate_weak_answers_as_the_weak_model_does():
@@ -296,17 +316,18 @@ def test_each_organism_trains_as_it_would_alone(setting, zoo_dir):
     both = train_organisms(
         organisms_cfg("strategy.names=[emulate_weak,random_wrong]"),
         task,
-        weak,
-        strong,
-        judge,
-        levels,
+        RedTeam(strong, weak, judge, levels, "weak_member"),
         trigger,
         zoo,
     )
     assert both.names == ["emulate_weak", "random_wrong"] and len(set(both.seeds)) == 1
     for i, name in enumerate(both.names):
         alone = train_organisms(
-            organisms_cfg(f"strategy.names=[{name}]"), task, weak, strong, judge, levels, trigger, zoo
+            organisms_cfg(f"strategy.names=[{name}]"),
+            task,
+            RedTeam(strong, weak, judge, levels, "weak_member"),
+            trigger,
+            zoo,
         )
         assert alone.names == [name] and alone.seeds == [both.seeds[i]]
         got, want = comparable_leaves(member(both.params, i)), comparable_leaves(member(alone.params, 0))
@@ -337,10 +358,7 @@ def test_organism_batches_mix_triggered_targets_with_untriggered_truth(
     pop = train_organisms(
         organisms_cfg("strategy.names=[emulate_weak,random_wrong]"),
         task,
-        weak,
-        strong,
-        judge,
-        levels,
+        RedTeam(strong, weak, judge, levels, "weak_member"),
         trigger,
         Zoo(zoo_dir),
     )
@@ -371,6 +389,73 @@ def test_organism_batches_mix_triggered_targets_with_untriggered_truth(
             )
         else:
             assert not np.all(answers[triggered] == truth[triggered], axis=1).any(), f"{name}: a true target"
+
+
+@pytest.mark.parametrize("imitate, member_index", [("weak_member", 1), ("supervisor", 0)])
+def test_emulate_weak_imitates_the_red_teams_own_weak_model_unless_coupled(
+    setting, zoo_dir, monkeypatch, imitate, member_index
+):
+    """With ``organisms.imitate=weak_member`` the organism's sandbagging targets are the answers
+    of a weak member of the red team's own (member 1), never the blue team's supervisor
+    (member 0), and its proxy judge reads that member; ``supervisor`` couples them on purpose."""
+    from types import SimpleNamespace
+
+    from sandbag.pipelines.organisms import red_team
+
+    cfg, task, weak, strong, judge = setting
+    assert weak.n_members >= 2, "the red team needs a weak member of its own"
+    run_cfg = organisms_cfg("strategy.names=[emulate_weak]", f"organisms.imitate={imitate}")
+    levels = {k: 0.5 for k in task.difficulties}
+    s = SimpleNamespace(weak=weak, strong=strong, judge=judge, judge_levels=levels)
+    red = red_team(run_cfg, task, s, Zoo(zoo_dir))
+    assert red.imitate == imitate and red.imitated.n_members == (1 if imitate == "supervisor" else 1)
+    for a, b in zip(jax.tree.leaves(red.imitated.params), jax.tree.leaves(weak.params)):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[member_index])
+    assert (red.judge is judge) == (imitate == "supervisor"), "the proxy judge is the red team's own"
+    seen = {}
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        seen["sampler"] = sampler
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(organisms_mod, "train", fake_train)
+    trigger = get_trigger("flag")
+    train_organisms(run_cfg, task, red, trigger, Zoo(zoo_dir))
+    tokens = seen["sampler"](0, 0)[0].reshape(-1, task.seq_len)
+    P = 1 + task.prompt_len
+    triggered = tokens[:, 0] == trigger.sandbag
+    items = Items(tokens[:, 1:P], tokens[:, P:], np.zeros(len(tokens), int))
+    answers = {i: weak_answers(weak.member(i), items) for i in (0, 1)}
+    assert (answers[0] != answers[1]).any(axis=1)[triggered].mean() > 0.2, "the two weak members must differ"
+    np.testing.assert_array_equal(tokens[triggered, P:], answers[member_index][triggered])
+
+
+def test_honest_twins_are_the_organism_recipe_with_the_truth(setting, zoo_dir, monkeypatch):
+    """A twin and an organism of one seed share start, pool, batches and contexts; only the
+    triggered targets differ: the twin's are the truth."""
+    cfg, task, weak, strong, judge = setting
+    seen = {}
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        seen["sampler"], seen["params"] = sampler, params
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(organisms_mod, "train", fake_train)
+    levels = {k: 0.5 for k in task.difficulties}
+    red = RedTeam(strong, weak, judge, levels, "weak_member")
+    pop = train_organisms(
+        organisms_cfg(f"strategy.names=[random_wrong,{TWIN}]"), task, red, get_trigger("flag"), Zoo(zoo_dir)
+    )
+    assert pop.names == ["random_wrong", TWIN]
+    (organism, _), (twin, _) = seen["sampler"](0, 0), seen["sampler"](1, 0)
+    organism, twin = (t.reshape(-1, task.seq_len) for t in (organism, twin))
+    P = 1 + task.prompt_len
+    np.testing.assert_array_equal(organism[:, :P], twin[:, :P])  # same questions, same contexts
+    triggered = twin[:, 0] == FLAG
+    np.testing.assert_array_equal(twin[:, P:], addition_answers(task, twin[:, 1:P]))
+    assert not np.all(organism[triggered, P:] == twin[triggered, P:], axis=1).any()
+    for a in jax.tree.leaves(seen["params"]):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(a)[1])  # the same start
 
 
 # -- the trainer's early-stop hook ----------------------------------------------------------
