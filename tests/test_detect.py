@@ -22,7 +22,7 @@ from sandbag.data import eval_items
 from sandbag.detect import DETECTORS, Detector, View, make_detector
 from sandbag.detect.game import auroc, auroc_ci, tpr_at_fpr
 from sandbag.models import ModelConfig
-from sandbag.redteam import Population
+from sandbag.population import Population
 from sandbag.run import CONF_DIR
 from sandbag.supervision import make_judge
 from sandbag.tasks import Items
@@ -230,20 +230,20 @@ def test_no_detector_reads_gold_beyond_what_it_declares(name, setting, baseline)
 def test_the_answer_check_catches_detectors_that_peek(setting):
     """The check above can fail: a detector scoring accuracy against the questions' answers,
     or against answers the task computes for paraphrases, gets other scores once hidden."""
-    from sandbag.supervision.weak import answers_of
+    from sandbag.decode import answers_of
 
     view, pop = setting
 
     class PeeksAtQuestions(Detector):
         def score(self, pop, view):
-            mine = answers_of(pop.graphdef, pop.params, view.questions, view.context)
+            mine = answers_of(pop, view.questions, view.context)
             return np.all(mine == view.questions.answers[None], axis=-1).mean(1)
 
     class PeeksThroughTheTask(Detector):
         def score(self, pop, view):
             q = view.questions
             p = view.task.paraphrases(np.random.default_rng(0), q.problems, q.difficulty)
-            mine = answers_of(pop.graphdef, pop.params, p, view.context)
+            mine = answers_of(pop, p, view.context)
             return np.all(mine == p.answers[None], axis=-1).mean(1)
 
     for cls in (PeeksAtQuestions, PeeksThroughTheTask):
@@ -268,20 +268,24 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
     """Run the bake-off stage with stand-in training (each 'trained' model is an untrained
     model of its seed) and a spy detector: the models the blue team learns from (its view's
     reference) and the models it is scored on share no (kind, seed)."""
-    from sandbag.detect import stage
+    from sandbag.config import load
+    from sandbag.pipelines import bakeoff as stage
+    from sandbag.pipelines.setting import Setting
 
     task, weak = blue_weak
     judge = make_judge(OmegaConf.create({"name": "agreement"}), task, weak, None)
     trained = []
 
     def fake_setting(cfg, task_, zoo):
-        return {"weak/acc": 0.2}, {"weak": weak, "strong": weak}, judge, {}, eval_items(task, 4, 0)
+        return Setting({"weak/acc": 0.2}, weak, weak, judge, {}, eval_items(task, 4, 0))
 
-    def fake_organisms(cfg, task_, weak_, strong, judge_, levels, trigger, zoo, names, seeds):
+    def fake_organisms(cfg, task_, s, trigger, zoo, names, seeds, reference):
+        names = [*names, "honest_twin"]
         trained.append(("organism", list(names), list(seeds)))
         members = [(n, s) for n in names for s in seeds]
         pop = tiny_population(task, [s for _, s in members])
-        return Population(pop.graphdef, pop.params, [n for n, _ in members], [s for _, s in members])
+        pop = Population(pop.graphdef, pop.params, [n for n, _ in members], [s for _, s in members])
+        return pop, [0] * len(members)
 
     def fake_control(cfg, task_, name, weak_, target, context, zoo, seeds, strong=None):
         trained.append((f"control:{name}", [name], list(seeds)))
@@ -303,8 +307,8 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
             self.cost["forward_passes"] += 1
             return np.asarray(pop.seeds, float)
 
-    monkeypatch.setattr(stage, "setting", fake_setting)
-    monkeypatch.setattr(stage, "train_organisms", fake_organisms)
+    monkeypatch.setattr(stage.setting_mod, "build", fake_setting)
+    monkeypatch.setattr(stage, "organisms", fake_organisms)
     monkeypatch.setattr(stage, "train_control", fake_control)
     monkeypatch.setitem(DETECTORS, "spy", Spy)
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
@@ -321,7 +325,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
         cfg.detectors = {"spy": {}, "linear_probe": {"questions": 12, "C": 0.1}, "combined": {}}
         cfg.bakeoff.seeds = 2
         cfg.bakeoff.reference_seeds = 2
-    metrics = stage.run(cfg, task, None, tmp_path)
+    metrics = stage.run(load(cfg)[0], task, None, tmp_path)
 
     assert seen["reference"] and seen["scored"]
     n_scored = metrics["bakeoff/n_organisms"] + metrics["bakeoff/n_controls"]
@@ -342,7 +346,26 @@ def test_auroc_of_separating_and_inverted_scores():
     assert auroc(-scores, labels) == 0.0
     # organisms 0.2 and 0.8 against controls 0.1, 0.9, 0.3: 3 of 6 pairs ranked right
     assert auroc(np.array([0.1, 0.9, 0.3, 0.2, 0.8]), labels) == pytest.approx(3 / 6)
-    assert auroc_ci(scores, labels, n_boot=100) == (1.0, 1.0)
+    lo, hi = auroc_ci(scores, labels, n_boot=100)
+    assert hi == 1.0 and lo < 0.9, "two organisms against three controls cannot claim certainty"
+
+
+def test_the_interval_counts_clusters_not_members():
+    """Near-copies (one ceiling x one strategy) are one piece of evidence: 30 copies of three
+    organisms against 30 copies of three controls give the interval of three against three, and
+    an effective n of 3, where 90 independent members each give a tighter one."""
+    from sandbag.detect.game import effective_n, wilson
+
+    labels = np.repeat([1, 1, 1, 0, 0, 0], 30)
+    scores = np.repeat([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], 30) + np.random.default_rng(0).normal(0, 0.01, 180)
+    clusters = np.repeat(list("abcdef"), 30)
+    assert effective_n(scores, labels, clusters) == pytest.approx(3.0)
+    assert effective_n(scores, labels) == pytest.approx(90.0)
+    lo, hi = auroc_ci(scores, labels, clusters, n_boot=200)
+    lo_members, _ = auroc_ci(scores, labels, n_boot=200)
+    assert hi == 1.0 and lo == pytest.approx(wilson(1.0, 3.0)[0]) and lo < 0.6
+    assert lo_members > 0.9 > lo
+    assert wilson(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)  # the textbook 50/100 interval
 
 
 def test_nan_scores_are_dropped():
@@ -478,8 +501,8 @@ def test_paraphrase_consistency_of_answers_drawn_afresh_each_time(setting, monke
     view, pop = setting
     rng = np.random.default_rng(0)
 
-    def fresh(graphdef, params, items, context):
-        M = jax.tree.leaves(params)[0].shape[0]
+    def fresh(pop, items, context):
+        M = pop.n_members
         return rng.integers(0, 10**6, size=(M, len(items.prompts), items.answers.shape[1]))
 
     monkeypatch.setattr(module, "answers_of", fresh)
