@@ -20,19 +20,20 @@ from hydra import compose, initialize_config_dir
 
 import sandbag.elicit.rl as rl_mod
 import sandbag.elicit.sft as sft_mod
-import sandbag.elicit.stage as stage_mod
+import sandbag.pipelines.elicitation as stage_mod
 import sandbag.train as train_mod
-from sandbag.config import validate
+from sandbag.config import load
 from sandbag.data import eval_items
 from sandbag.elicit import ELICITATIONS, Setting, w2s
 from sandbag.elicit.base import copy_params
 from sandbag.elicit.rl import group_advantages, policy_gradient_loss
 from sandbag.elicit.w2s import confidence_loss
-from sandbag.ladder import Rung, model_config
+from sandbag.models import ModelConfig
+from sandbag.pipelines.setting import Setting as Shared
+from sandbag.population import Population
 from sandbag.redteam import TRIGGERS, get_trigger
-from sandbag.redteam.organisms import Population
 from sandbag.run import CONF_DIR
-from sandbag.supervision import make_judge
+from sandbag.supervision import demonstrations, make_judge
 from sandbag.supervision.weak import weak_answers
 from sandbag.tasks import Items
 from sandbag.tasks.base import DEPLOYMENT, PAD, TRAINING
@@ -69,20 +70,21 @@ TINY = [
 
 
 def elicit_cfg(*overrides: str):
+    """The typed config of the shrunk elicitation experiment with ``overrides``."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides])
+        return load(compose("config", overrides=[*TINY, *overrides]))[0]
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """(cfg, task, weak rung, strong rung, default judge): untrained nano rungs (never donated)."""
-    cfg = elicit_cfg()
-    task = validate(cfg)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg, task = load(compose("config", overrides=TINY))
     rungs = {}
     for role, seed in (("weak", 0), ("strong", 1)):
-        mcfg = model_config(cfg[role], task)
+        mcfg = ModelConfig.of_rung(cfg.rung(role), task.vocab_size)
         graphdef, params = init_population(mcfg, [seed])
-        rungs[role] = Rung(role, mcfg, graphdef, params, reused=False, key=f"test-{role}")
+        rungs[role] = Population(graphdef, params, [role], [seed], mcfg, f"test-{role}")
     judge = make_judge(cfg.judge, task, rungs["weak"], Zoo(tmp_path_factory.mktemp("zoo")))
     return cfg, task, rungs["weak"], rungs["strong"], judge
 
@@ -93,9 +95,9 @@ def make_setting(base, distinguishable: bool, judge=None, trigger: str = "deploy
     seeds = [101, 102]
     graphdef, params = init_population(strong.cfg, seeds)
     organisms = Population(graphdef, params, ["emulate_weak"] * 2, seeds)
-    return Setting(
-        cfg, task, organisms, weak, strong, judge or default_judge, get_trigger(trigger), distinguishable
-    )
+    demos = demonstrations(task, weak, cfg.elicitation.n_demos, cfg.seed)
+    context = get_trigger(trigger).sandbag
+    return Setting(cfg, task, organisms, demos, strong, judge or default_judge, context, distinguishable)
 
 
 def snapshot(params) -> list[np.ndarray]:
@@ -217,7 +219,7 @@ def test_the_policy_gradient_loss_is_minus_advantage_weighted_log_likelihood_ove
 @pytest.mark.parametrize("name", sorted(TRIGGERS))
 def test_the_training_context_is_the_training_cue_only_when_distinguishable(name):
     trigger = get_trigger(name)
-    s = lambda d: Setting(None, None, None, None, None, None, trigger, d)  # noqa: E731
+    s = lambda d: Setting(None, None, None, None, None, None, trigger.sandbag, d)  # noqa: E731
     assert s(True).train_context == TRAINING
     assert s(False).train_context == trigger.sandbag
 
@@ -282,7 +284,7 @@ def test_sft_trains_on_the_weak_demonstrations_and_the_gold_items(base, trainer_
     assert 1 < len(rows) <= int(s.knobs.n_demos)
     prompts = rows[:, 1 : 1 + P]
     items = Items(prompts, rows[:, 1 + P :], np.zeros(len(rows), int))
-    np.testing.assert_array_equal(rows[:, 1 + P :], weak_answers(s.weak, items))
+    np.testing.assert_array_equal(rows[:, 1 + P :], weak_answers(base[2], items))
 
     trainer_inputs.clear()
     ELICITATIONS["sft_gold_few"](s)
@@ -353,9 +355,7 @@ def test_a_method_leaves_the_organisms_intact_and_returns_their_shapes(base, met
     after = snapshot(s.organisms.params)  # raises if the trainer consumed the organisms' buffers
     for x, y in zip(before, after, strict=True):
         np.testing.assert_array_equal(x, y, err_msg=f"{method} changed the organisms' parameters")
-    params = out.params if isinstance(out, Population) else out
-    if isinstance(out, Population):  # the honest weak-to-strong student, one per organism seed
-        assert out.seeds == s.organisms.seeds
+    params = out  # every method returns parameters: the organisms' own, or per-seed students'
     assert jax.tree.structure(params) == jax.tree.structure(s.organisms.params)
     trained = snapshot(params)
     assert [x.shape for x in trained] == [x.shape for x in before]
@@ -395,12 +395,12 @@ def stubbed_stage(base, monkeypatch, tmp_path):
     calls = {"behaviour": [], "methods": []}
 
     def fake_setting(cfg, task_, zoo):
-        return {"weak/acc": 0.5, "strong/acc": 1.0}, {"weak": weak, "strong": strong}, judge, {}, items
+        return Shared({"weak/acc": 0.5, "strong/acc": 1.0}, weak, strong, judge, {}, items)
 
     def fake_organisms(*args, **kwargs):
-        return organisms
+        return organisms, [0] * organisms.n_members
 
-    def fake_behaviour(pop, task_, judge_, items_, context):
+    def fake_behaviour(pop, judge_, items_, context):
         calls["behaviour"].append((context, pop is organisms))
         right, accepted = BEHAVIOUR[(context, pop is organisms)]
         M = len(pop.seeds)
@@ -421,15 +421,14 @@ def stubbed_stage(base, monkeypatch, tmp_path):
 
     def student(s):
         calls["methods"].append(("w2s", s.distinguishable, None))
-        o = s.organisms
-        return Population(o.graphdef, copy_params(o.params), ["w2s"] * len(o.seeds), o.seeds)
+        return copy_params(s.organisms.params), {}
 
-    monkeypatch.setattr(stage_mod, "setting", fake_setting)
+    monkeypatch.setattr(stage_mod.setting_mod, "build", fake_setting)
     monkeypatch.setattr(stage_mod, "train_organisms", fake_organisms)
     monkeypatch.setattr(stage_mod, "behaviour", fake_behaviour)
     for name in ORGANISM_METHODS:
         monkeypatch.setitem(ELICITATIONS, name, stub(name))
-    monkeypatch.setitem(ELICITATIONS, "confidence_loss", lambda s: (student(s), {}))
+    monkeypatch.setitem(ELICITATIONS, "confidence_loss", student)
     monkeypatch.setattr(w2s, "plain", student)
 
     def run(*overrides):
