@@ -42,10 +42,9 @@ from rich.table import Table
 
 from sandbag.data import ladder_sampler
 from sandbag.decode import generate
-from sandbag.ladder import model_config
 from sandbag.models import ModelConfig, Transformer, param_count
 from sandbag.tasks import make_task
-from sandbag.train import TrainConfig, train_chunk, init_population, make_optimizer, token_loss
+from sandbag.train import TrainConfig, init_population, make_optimizer, token_loss, train_chunk
 
 RUNG_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 # One optimizer object for every call: ``train_chunk`` takes it as a static argument, hashed
@@ -66,7 +65,7 @@ def best_seconds(fn, repeats: int) -> float:
 
 def load_rungs(task) -> dict[str, ModelConfig]:
     """Every ``conf/model/*.yaml`` as the ladder builds it for ``task``, smallest first."""
-    rungs = [model_config(OmegaConf.load(path), task) for path in RUNG_DIR.glob("*.yaml")]
+    rungs = [ModelConfig.of_rung(OmegaConf.load(path), task.vocab_size) for path in RUNG_DIR.glob("*.yaml")]
     return {c.name: c for c in sorted(rungs, key=matmul_params)}
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sandbag import report, sweep
+from sandbag.report import __main__ as report
+from sandbag.report import sweep
 from sandbag.run import CONF_DIR
 
 GAPS = sorted(p.stem for p in (Path(CONF_DIR) / "gap").glob("*.yaml"))

@@ -71,8 +71,9 @@ def _members(
         groups.append(Group(pop, trig.sandbag, labels, kinds, clusters))
     contexts = [get_trigger(t).sandbag for t in triggers]
     used = ceilings(cfg, s.strong.n_members, reference)
-    if not (reference and used == ceilings(cfg, s.strong.n_members, False)):  # never learn from a scored model
-        groups += _round_robin(s.strong.subset(used), contexts, "control/ceiling", [f"ceiling{c}" for c in used])
+    if not (reference and used == ceilings(cfg, s.strong.n_members, False)):  # never learn from a scored one
+        names = [f"ceiling{c}" for c in used]
+        groups += _round_robin(s.strong.subset(used), contexts, "control/ceiling", names)
     for name in controls:
         pop = train_control(cfg, task, name, s.weak, target, contexts[0], zoo, control_seeds, s.strong)
         groups += _round_robin(pop, contexts, f"control/{name}", [f"{name}#{seed}" for seed in pop.seeds])
