@@ -10,7 +10,7 @@ its name in ``elicitation.methods``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,11 @@ class Setting:
     @property
     def knobs(self) -> Elicitation:
         return self.cfg.elicitation
+
+
+def trainer(s: Setting, **changes) -> TrainConfig:
+    """``train.*`` with a method's own schedule; methods never checkpoint (they are minutes long)."""
+    return replace(s.cfg.train, save_every=None, **changes)
 
 
 def copy_params(params):

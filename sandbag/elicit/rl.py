@@ -21,10 +21,10 @@ from flax import nnx
 from sandbag import seeds
 from sandbag.data import sequences
 from sandbag.decode import generate
-from sandbag.elicit.base import Setting, copy_params, register_elicitation
+from sandbag.elicit.base import Setting, copy_params, register_elicitation, trainer
 from sandbag.elicit.sft import sft_weak
 from sandbag.tasks import Items
-from sandbag.train import TrainConfig, exact_match, make_optimizer, train_chunk
+from sandbag.train import exact_match, make_optimizer, train_chunk
 
 
 def group_advantages(rewards_MxBxK: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -60,7 +60,7 @@ def rl_judge_from(s: Setting, params):
     task, graphdef, judge = s.task, s.organisms.graphdef, s.judge
     steps, B, K = k.rl_steps, k.rl_batch, k.rl_k
     A, M = task.answer_len, len(s.organisms.seeds)
-    tcfg = TrainConfig(steps=steps, batch_size=B * K, lr=k.rl_lr, warmup=max(1, steps // 10), save_every=None)
+    tcfg = trainer(s, steps=steps, batch_size=B * K, lr=k.rl_lr, warmup=max(1, steps // 10))
     tx = make_optimizer(tcfg)
     reference = copy_params(params)
     params = copy_params(params)

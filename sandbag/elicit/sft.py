@@ -6,19 +6,26 @@ from __future__ import annotations
 import numpy as np
 
 from sandbag import seeds
-from sandbag.elicit.base import Setting, copy_params, fixed_sampler, item_tokens, register_elicitation
-from sandbag.train import TrainConfig, train
+from sandbag.elicit.base import (
+    Setting,
+    copy_params,
+    fixed_sampler,
+    item_tokens,
+    register_elicitation,
+    trainer,
+)
+from sandbag.train import train
 
 
 def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
     k = s.knobs
-    tcfg = TrainConfig(
+    tcfg = trainer(
+        s,
         steps=steps,
         batch_size=batch,
         lr=k.sft_lr,
         warmup=max(1, steps // 10),
         steps_per_call=min(s.cfg.train.steps_per_call, steps),
-        save_every=None,
     )
     start = copy_params(s.organisms.params if params is None else params)
     sampler = fixed_sampler(tokens, s.task, tcfg, s.organisms.seeds)

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation
+from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation, trainer
 from sandbag.tasks.base import PAD
-from sandbag.train import TrainConfig, init_population, token_loss, train
+from sandbag.train import init_population, token_loss, train
 
 
 def confidence_loss(alpha: float, warmup: float):
@@ -33,14 +33,7 @@ def confidence_loss(alpha: float, warmup: float):
 def student(s: Setting, loss_fn, desc: str):
     """A student of the strong architecture per organism seed, trained from scratch: its params."""
     k = s.knobs
-    tcfg = TrainConfig(
-        steps=int(k.w2s_steps),
-        batch_size=s.cfg.train.batch_size,
-        lr=s.cfg.train.lr,
-        warmup=s.cfg.train.warmup,
-        steps_per_call=s.cfg.train.steps_per_call,
-        save_every=None,
-    )
+    tcfg = trainer(s, steps=k.w2s_steps)
     seeds = list(s.organisms.seeds)
     _, start = init_population(s.strong.cfg, seeds)
     trained, _ = train(
