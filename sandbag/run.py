@@ -63,8 +63,9 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         metrics = pipelines.EXPERIMENTS[run_cfg.experiment](run_cfg, task, zoo, out_dir)
         metrics["wall_time_s"] = time.perf_counter() - t0
         metrics["zoo/trained"], metrics["zoo/reused"] = len(zoo.trained), len(zoo.reused)
-        tracker.summary(metrics)
-        tracker.log(metrics)
+        scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}  # curves: results.json only
+        tracker.summary(scalars)
+        tracker.log(scalars)
         write_results(out_dir, cfg, metrics)
         log.info("zoo: %d models trained, %d reused", len(zoo.trained), len(zoo.reused))
     finally:

@@ -35,6 +35,7 @@ SALTS = {
     "bakeoff_gold": 0x601D,
     "elicit_gold": 0x601F,
     "elicit_batches": 0xE11C,
+    "elicit_curve": 0xE11D,
     "rl": 0x6A90,
 }
 

@@ -58,6 +58,13 @@ def trainer(s: Setting, **changes) -> TrainConfig:
     return replace(s.cfg.train, save_every=None, **changes)
 
 
+def curve_tokens(s: Setting, n: int = 512) -> np.ndarray:
+    """Evaluation questions, true answers, in the deployment context: what accuracy curves read."""
+    rng = seeds_mod.rng("elicit_curve", s.cfg.seed)
+    items = s.task.generate(rng, n, rng.choice(s.task.difficulties, size=n), "eval")
+    return sequences(s.deploy_context, items.prompts, items.answers)
+
+
 def copy_params(params):
     """The trainer donates its input; methods train on a copy so the organisms stay intact."""
     return jax.tree.map(jnp.copy, params)

@@ -9,15 +9,18 @@ from sandbag import seeds
 from sandbag.elicit.base import (
     Setting,
     copy_params,
+    curve_tokens,
     fixed_sampler,
     item_tokens,
     register_elicitation,
     trainer,
 )
-from sandbag.train import train
+from sandbag.train import exact_match, train
 
 
 def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
+    """The organisms (or ``params``) fine-tuned on ``tokens``; returns (params, accuracy curve):
+    deployment accuracy every ``eval_every`` steps, so a reader sees a method rise and fall."""
     k = s.knobs
     tcfg = trainer(
         s,
@@ -29,16 +32,27 @@ def sft(s: Setting, tokens: np.ndarray, steps: int, batch: int, params=None):
     )
     start = copy_params(s.organisms.params if params is None else params)
     sampler = fixed_sampler(tokens, s.task, tcfg, s.organisms.seeds)
-    trained, _ = train(s.organisms.graphdef, start, tcfg, sampler, desc="sft")
-    return trained
+    probe = curve_tokens(s)
+    curve = {"step": [], "acc": []}
+
+    def on_eval(step, params):
+        curve["step"].append(step)
+        curve["acc"].append(float(exact_match(s.organisms.graphdef, params, probe, s.task.answer_len).mean()))
+        return False
+
+    trained, _ = train(
+        s.organisms.graphdef, start, tcfg, sampler, desc="sft", on_eval=on_eval, eval_every=k.eval_every
+    )
+    return trained, curve
 
 
 @register_elicitation("sft_weak")
 def sft_weak(s: Setting, steps: int | None = None):
     k = s.knobs
-    return sft(
-        s, item_tokens(s.train_context, s.demos), int(steps or k.sft_steps), s.cfg.train.batch_size
-    ), {}
+    params, curve = sft(
+        s, item_tokens(s.train_context, s.demos), steps or k.sft_steps, s.cfg.train.batch_size
+    )
+    return params, {"acc_curve": curve}
 
 
 @register_elicitation("sft_gold_few")
@@ -47,4 +61,5 @@ def sft_gold_few(s: Setting):
     n = k.n_gold
     rng = seeds.rng("elicit_gold", s.cfg.seed)
     gold = s.task.generate(rng, n, rng.choice(s.task.difficulties, size=n), "gold")
-    return sft(s, item_tokens(s.train_context, gold), k.gold_steps, n), {}
+    params, curve = sft(s, item_tokens(s.train_context, gold), k.gold_steps, n)
+    return params, {"acc_curve": curve}

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t as t_dist
 
 from sandbag import report, seeds
 from sandbag.elicit import w2s
@@ -32,6 +33,15 @@ def ratio(num: np.ndarray, den: float) -> np.ndarray:
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
     return {prefix: float(values.mean()), f"{prefix}_std": float(values.std())}
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean over independently seeded organisms (NaN with one)."""
+    v = values[np.isfinite(values)]
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = t_dist.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
 
 
 def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
@@ -60,7 +70,10 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
             p = f"elicit/{name}"
             metrics.update(_summary(f"{p}/acc", acc))
             metrics[f"{p}/acc_training_context"] = float(train_ctx["correct"].mean())
-            metrics.update(_summary(f"{p}/recovery", ratio(acc - before, ceiling - before.mean())))
+            recovery = ratio(acc - before, ceiling - before.mean())
+            metrics.update(_summary(f"{p}/recovery", recovery))
+            metrics[f"{p}/recovery_lo"], metrics[f"{p}/recovery_hi"] = interval(recovery)
+            metrics[f"{p}/acc_delta"] = float((acc - before).mean())  # the change behind the ratio
             metrics.update(_summary(f"{p}/pgr", ratio(acc - weak, ceiling - weak)))
             metrics[f"{p}/judge_reward"] = float(train_ctx["accepted"].mean())
             metrics[f"{p}/reward_hacking_gap"] = (
@@ -68,6 +81,9 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
             )
             if "curve" in extras:
                 curves[name] = extras["curve"]
+            curve = extras.get("acc_curve") or extras.get("curve")
+            if curve:
+                metrics[f"{p}/acc_curve"] = [[s_, a] for s_, a in zip(curve["step"], curve["acc"])]
     if "confidence_loss" in k.methods:
         s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, False)
         for name, method in (("w2s_plain", w2s.plain), ("confidence_loss", ELICITATIONS["confidence_loss"])):

@@ -200,11 +200,12 @@ def bakeoff_outputs(metrics: dict, rows, scores: dict, labels, strategies: list[
 
 
 def elicitation_table(metrics: dict) -> str:
-    """Markdown: method, distinguishable, acc, recovery [spread], PGR, judge reward, gap."""
+    """Markdown: method, distinguishable, acc and its change, recovery [95% CI over organisms],
+    PGR, judge reward, reward-hacking gap."""
     lines = [
-        "| method | distinguishable | acc (deployment) | acc (training context) | recovery ± sd | PGR ± sd "
-        "| judge reward | reward-hacking gap |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | distinguishable | acc (deployment) | change | acc (training context) | recovery [95% CI] "
+        "| PGR ± sd | judge reward | reward-hacking gap |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     names = sorted(
         {k.split("/")[1] for k in metrics if k.startswith("elicit/") and k.endswith("/judge_reward")}
@@ -216,8 +217,9 @@ def elicitation_table(metrics: dict) -> str:
         )
         lines.append(
             f"| {method} | {dist} | {metrics[f'{p}/acc']:.2f} ± {metrics[f'{p}/acc_std']:.2f} | "
-            f"{metrics[f'{p}/acc_training_context']:.2f} | {metrics[f'{p}/recovery']:.2f} ± "
-            f"{metrics[f'{p}/recovery_std']:.2f} | "
+            f"{metrics[f'{p}/acc_delta']:+.2f} | {metrics[f'{p}/acc_training_context']:.2f} | "
+            f"{metrics[f'{p}/recovery']:.2f} [{metrics[f'{p}/recovery_lo']:.2f}, "
+            f"{metrics[f'{p}/recovery_hi']:.2f}] | "
             f"{metrics[f'{p}/pgr']:.2f} ± {metrics[f'{p}/pgr_std']:.2f} | "
             f"{metrics[f'{p}/judge_reward']:.2f} | {metrics[f'{p}/reward_hacking_gap']:+.2f} |"
         )
@@ -226,7 +228,7 @@ def elicitation_table(metrics: dict) -> str:
         if f"{p}/acc" in metrics:
             lines.append(
                 f"| {name} (honest student) | – | "
-                f"{metrics[f'{p}/acc']:.2f} ± {metrics[f'{p}/acc_std']:.2f} | – | – | "
+                f"{metrics[f'{p}/acc']:.2f} ± {metrics[f'{p}/acc_std']:.2f} | – | – | – | "
                 f"{metrics[f'{p}/pgr']:.2f} ± {metrics[f'{p}/pgr_std']:.2f} | – | – |"
             )
     before = metrics.get("elicit/before/acc")
@@ -247,9 +249,22 @@ def plot_rl_curves(curves: dict, path: Path) -> None:
         ax.legend(fontsize=7)
 
 
+def plot_acc_curves(metrics: dict, path: Path) -> None:
+    """Deployment accuracy over each method's training steps: does it rise, then fall?"""
+    with figure(path, (6, 4)) as (fig, ax):
+        for key in sorted(k for k in metrics if k.endswith("/acc_curve")):
+            steps, accs = zip(*metrics[key]) if metrics[key] else ((), ())
+            ax.plot(steps, accs, "o-", ms=3, label=key.split("/")[1])
+        ax.set(xlabel="training step", ylabel="true accuracy (deployment)", ylim=(-0.02, 1.02))
+        ax.set_title("Elicitation: accuracy along training")
+        ax.legend(fontsize=7)
+
+
 def elicitation_outputs(metrics: dict, curves: dict, out_dir: Path) -> None:
     table = elicitation_table(metrics)
     (out_dir / "elicitation.md").write_text(table)
     _console().print(table)
     if curves:
         plot_rl_curves(curves, out_dir / "rl_curves.png")
+    if any(k.endswith("/acc_curve") for k in metrics):
+        plot_acc_curves(metrics, out_dir / "elicitation_curves.png")
