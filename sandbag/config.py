@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -17,14 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sandbag import schema
-from sandbag.schema import RunConfig
+from sandbag.schema import ConfigError, RunConfig  # ConfigError lives below the pipelines
 from sandbag.tasks import TASKS, Task, import_module, make_task
+from sandbag.zoo import Zoo, ZooError
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PASS_THROUGH = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
-
-
-class ConfigError(ValueError):
-    """Bad user input: reported as one message and exit code 2."""
 
 
 def make_configured_task(task_cfg: DictConfig) -> Task:
@@ -53,13 +52,17 @@ def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
     from sandbag.pipelines import EXPERIMENTS
 
     if cfg.get("experiment") not in EXPERIMENTS:
-        raise ConfigError(
-            f"unknown or missing experiment {cfg.get('experiment')!r}; "
-            f"choose one with +experiment=NAME, valid: {', '.join(EXPERIMENTS)}"
+        names = ", ".join(sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+        what = (
+            "no experiment chosen"
+            if cfg.get("experiment") is None
+            else f"unknown experiment {cfg.experiment!r}"
         )
+        raise ConfigError(f"{what}; add +experiment=NAME with NAME one of: {names}")
     try:
         run = schema.build(cfg)
-    except schema.SchemaError as e:
+        Zoo(cfg.zoo.dir)  # an unusable zoo directory is refused before any compute
+    except (schema.SchemaError, ZooError) as e:
         raise ConfigError(str(e)) from None
     task = make_configured_task(cfg.task)
     for role in ("weak", "strong", "lower"):
@@ -150,22 +153,33 @@ def check_argv(argv: list[str], conf_dir: str) -> None:
         validate(_compose(variant, conf_dir))
 
 
-def _one_line(message: str, conf_dir: str) -> str:
-    """Hydra's missing-option error as one line: the bad value and the valid choices."""
+def _one_line(message: str) -> str:
+    """Hydra's missing-option error as one line: the bad value and the valid choices (from every
+    config source: this package's groups, a user's search path, Hydra's own and its plugins')."""
     missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", message)
     if missing:
         group, value = missing.groups()
-        valid = ", ".join(sorted(p.stem for p in Path(conf_dir, group).glob("*.yaml")))
+        valid = ", ".join(sorted(GlobalHydra.instance().config_loader().get_group_options(group)))
         return f"unknown {group} {value!r}; valid: {valid}"
-    return message.split("\nConfig search path")[0].strip()
+    return " ".join(message.split("\nConfig search path")[0].split())
+
+
+def _yaml_line(e: yaml.YAMLError) -> str:
+    """A YAML syntax error as ``file:line: problem``."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{mark.name}:{mark.line + 1}" if mark else "a config file"
+    return f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}"
 
 
 def _compose(overrides: list[str], conf_dir: str) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            return compose("config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_one_line(str(e), conf_dir)) from None
+            try:
+                return compose("config", overrides=overrides)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(_one_line(str(e))) from None
+            except yaml.YAMLError as e:
+                raise ConfigError(_yaml_line(e)) from None
     finally:
         GlobalHydra.instance().clear()

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sandbag import config as config_mod
 from sandbag.config import ConfigError
+from sandbag.zoo import ZooError
 
 log = logging.getLogger("sandbag")
 SCHEMA_VERSION = 1
@@ -76,13 +77,15 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from sandbag.train import TrainingDiverged
-
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         execute(cfg, out_dir)
-    except ConfigError as e:
+    except (ConfigError, ZooError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
     except TrainingDiverged as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         sys.exit(1)

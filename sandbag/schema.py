@@ -22,6 +22,12 @@ from sandbag.train import TrainConfig
 IMITATE = ("weak_member", "lower_rung", "supervisor")
 
 
+class ConfigError(ValueError):
+    """Bad user input: reported as one message and exit code 2 (``sandbag.run``). Defined in the
+    engine, re-exported by ``sandbag.config``, so a pipeline can refuse a run too (a ladder
+    with no capability gap) without importing the layer above it."""
+
+
 class SchemaError(ValueError):
     """A value of the composed config has the wrong type or range."""
 
@@ -152,6 +158,24 @@ class Elicitation:
 
 
 @dataclass(frozen=True)
+class Logger:
+    name: str = field(metadata=one_of("wandb", "none"))
+    project: str = "sandbag"
+    mode: str = field(default="offline", metadata=one_of("online", "offline", "disabled"))
+    run_name: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """``+experiment=gap_scan``: seeds per rung, and the largest rung (parameters, for the task's
+    vocabulary) worth training at this scale; None scans every rung of ``conf/model/``."""
+
+    seeds: int = field(metadata=POSITIVE)
+    max_params: int | None = field(default=None, metadata=POSITIVE)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run reads, typed. ``task`` and ``detectors`` stay plain dicts: their keys
     belong to a task's constructor and to each detector's own config block."""
@@ -173,6 +197,10 @@ class RunConfig:
     verifier: Verifier
     bakeoff: Bakeoff
     elicitation: Elicitation
+    logger: Logger
+    scan: Scan
+    min_gap: float = field(metadata=FRACTION)  # the ``gap_max`` later stages need (sandbag.criteria)
+    allow_small_gap: bool = False  # go on past the ladder when its gap_max is below min_gap
     detectors: dict = field(default_factory=dict)
 
     def rung(self, role: str) -> Rung:
@@ -196,6 +224,12 @@ def build(cfg: DictConfig | dict) -> RunConfig:
     """The typed config of ``cfg`` (a composed Hydra config); SchemaError on the first bad value."""
     node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     return _build(RunConfig, node, "")
+
+
+def rung(node: DictConfig | dict, where: str) -> Rung:
+    """A rung read from its own YAML (``conf/model/NAME.yaml``); ``where`` prefixes the error."""
+    node = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return _build(Rung, node, where)
 
 
 def _build(cls, node, where: str):

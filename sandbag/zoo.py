@@ -4,9 +4,12 @@ An entry's key is the hash of everything that determines the trained model (task
 training config, seeds, parent entry, code format). An entry is complete only when its
 ``final.json`` -- written last, atomically, with a digest of the saved arrays -- exists;
 anything else (a killed save, a truncated file, a digest mismatch) is treated as absent,
-removed and retrained. While training, periodic checkpoints under ``progress/`` let a killed
-run resume where it stopped. A file lock per entry keeps concurrent runs from training the
-same model twice at once.
+removed and retrained -- the digest of the stored files is checked before Orbax opens them,
+so a damaged entry costs one log line, not a reader's stack of errors. While training,
+periodic checkpoints under ``progress/`` let a killed run resume where it stopped. A file
+lock per entry keeps concurrent runs from training the same model twice at once; a run that
+waits for another says whom it waits for. Complete entries are read without the lock, so a
+read-only or shared zoo serves every model it holds; it refuses only to train.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import logging
 import os
 import shutil
+import socket
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,6 +73,19 @@ def _load_tree(path: Path, like):
     return jax.tree.unflatten(treedef, [np.asarray(restored[k]) for k in sorted(restored)])
 
 
+class ZooError(RuntimeError):
+    """The zoo directory cannot serve this run (not a directory, or read-only with work to do)."""
+
+
+def files_digest(path: Path) -> str:
+    """sha256 over every stored file's relative name and bytes, in a fixed order."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
@@ -94,6 +112,8 @@ class Entry:
             return None
         try:
             meta = json.loads(meta_path.read_text())
+            if "files" in meta and files_digest(self.dir / "final") != meta["files"]:
+                raise ValueError("stored files do not match their digest")
             tree = _load_tree(self.dir / "final", like)
             if digest(tree) != meta["digest"]:
                 raise ValueError("digest mismatch")
@@ -108,21 +128,36 @@ class Entry:
         (self.dir / "final.json").unlink(missing_ok=True)
         _write_json(self.dir / "spec.json", self.spec)
         _save_tree(self.dir / "final", tree)
-        _write_json(self.dir / "final.json", {"digest": digest(tree), **(meta or {})})
+        files = files_digest(self.dir / "final")
+        _write_json(self.dir / "final.json", {"digest": digest(tree), "files": files, **(meta or {})})
         shutil.rmtree(self.dir / "progress", ignore_errors=True)
 
     def discard(self) -> None:
         for name in ("final.json", "final", "progress"):
             p = self.dir / name
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            try:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            except OSError:  # a read-only zoo: the entry stays, and is not used
+                pass
 
     @contextmanager
-    def lock(self):
-        """Exclusive while held: only one process trains this entry at a time."""
+    def lock(self, what: str = ""):
+        """Exclusive while held: only one process trains this entry at a time. The holder writes
+        who it is into the lock file, so a process that has to wait can say whom it waits for."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        with open(self.dir / ".lock", "a+") as f:
             try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                log.info("waiting for zoo entry %s (%s): being trained by %s", self.key, what, holder)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                f.seek(0)
+                f.truncate()
+                f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+                f.flush()
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
@@ -170,6 +205,25 @@ class Zoo:
         self.root = Path(root).expanduser()
         self.trained: list[str] = []
         self.reused: list[str] = []
+        self.writable = self._check()
+
+    def _check(self) -> bool:
+        """Whether this process can train into the zoo; ZooError if it is no zoo at all."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ZooError(f"zoo.dir {str(self.root)!r} is a file, not a directory")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                return True
+        except OSError as e:
+            if not self.root.is_dir():
+                raise ZooError(f"zoo.dir {str(self.root)!r} cannot be created: {e.strerror}") from None
+        if not any(self.root.iterdir()):
+            raise ZooError(
+                f"zoo.dir {str(self.root)!r} is read-only and empty: nothing to load, nowhere to train"
+            )
+        log.info("zoo.dir %s is read-only: complete entries load, nothing can be trained", self.root)
+        return False
 
     def fetch_or_train(self, spec: dict, like, train_fn, what: str):
         """The stored tree for ``spec``, or ``train_fn(progress) -> (tree, meta)`` run and stored.
@@ -178,8 +232,14 @@ class Zoo:
         another instead of training the same model twice.
         """
         entry = self.entry(spec)
-        with entry.lock():
-            got = entry.load(like)
+        got = entry.load(like) if entry.complete and not self.writable else None
+        if got is None and not self.writable:
+            raise ZooError(
+                f"zoo.dir {str(self.root)!r} is read-only and has no complete entry for {what}; "
+                "point zoo.dir at a writable directory"
+            )
+        with entry.lock(what) if self.writable else _nothing():
+            got = got or entry.load(like)
             if got is not None:
                 log.info("%s: reused from zoo entry %s", what, entry.key)
                 self.reused.append(entry.key)
@@ -192,6 +252,11 @@ class Zoo:
 
     def entry(self, spec: dict) -> Entry:
         return Entry(self.root, spec)
+
+
+@contextmanager
+def _nothing():
+    yield
 
 
 def default_dir() -> str:

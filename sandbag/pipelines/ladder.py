@@ -16,7 +16,7 @@ from sandbag import report, seeds
 from sandbag.data import eval_items, ladder_sampler
 from sandbag.models import ModelConfig
 from sandbag.population import Population
-from sandbag.schema import RunConfig, Rung
+from sandbag.schema import ConfigError, RunConfig, Rung
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, exact_match, init_population, train
 from sandbag.zoo import Zoo
@@ -24,6 +24,11 @@ from sandbag.zoo import Zoo
 log = logging.getLogger(__name__)
 
 FORMAT = 3  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
+
+
+class SmallGap(ConfigError):
+    """The ladder's pair has no capacity gap for the later stages to work with: organisms would
+    have nothing to hide from their weak supervisor."""
 
 
 def train_config(cfg: RunConfig, rung: Rung, steps: int | None = None) -> TrainConfig:
@@ -68,6 +73,35 @@ def accuracy_by_level(task: Task, rung: Population, n_per_level: int, seed: int)
     return out
 
 
+def accuracy_by_member(task: Task, rung: Population, n_per_level: int, seed: int) -> np.ndarray:
+    """[members, levels] on the eval split, easiest level first: how much a rung's curve
+    depends on its seed (the gap scan's stability criterion)."""
+    items = eval_items(task, n_per_level, seed)
+    correct = exact_match(rung.graphdef, rung.params, items.tokens(), task.answer_len)
+    return np.stack([correct[:, items.difficulty == k].mean(1) for k in task.difficulties], axis=1)
+
+
+_warned: set[str] = set()  # gap_point builds one ladder per stage: warn about it once
+
+
+def check_gap(cfg: RunConfig, metrics: dict[str, float], stop: bool) -> None:
+    """One warning line when the pair's ``gap_max`` is below ``min_gap``, right after the ladder.
+    With ``stop`` (every experiment built on the ladder) it is a ``SmallGap`` instead -- exit
+    code 2 before any further compute -- unless ``allow_small_gap``."""
+    if metrics["gap_max"] >= cfg.min_gap:
+        return
+    msg = (
+        f"the {cfg.weak.name}/{cfg.strong.name} ladder has a capability gap of {metrics['gap_max']:.2f} "
+        f"(largest per-level strong - weak; {metrics['gap']:.2f} overall), below min_gap={cfg.min_gap} "
+        "that organisms, detectors and elicitation need; find a pair with +experiment=gap_scan"
+    )
+    if stop and not cfg.allow_small_gap:
+        raise SmallGap(f"{msg}, or go on anyway with allow_small_gap=true")
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
+
+
 def run(cfg: RunConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
     """The ``capability_ladder`` experiment: metrics and the trained rungs."""
     metrics: dict[str, float] = {}
@@ -87,5 +121,6 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
 def experiment(cfg: RunConfig, task: Task, zoo: Zoo, out_dir) -> dict[str, float]:
     """The ``capability_ladder`` experiment: its metrics, table and plot."""
     metrics, _ = run(cfg, task, zoo)
+    check_gap(cfg, metrics, stop=False)
     report.ladder_outputs(task, metrics, out_dir)
     return metrics

@@ -48,8 +48,10 @@ def by_level(prefix: str, values_MxN: np.ndarray, items: Items, task: Task) -> d
 
 
 def build(cfg: RunConfig, task: Task, zoo: Zoo) -> Setting:
-    """The ladder (trained or from the zoo), the judge, and how both look on the eval split."""
+    """The ladder (trained or from the zoo), the judge, and how both look on the eval split.
+    Stops after the ladder when its pair has no gap to hide (``ladder.check_gap``)."""
     metrics, rungs = ladder.run(cfg, task, zoo)
+    ladder.check_gap(cfg, metrics, stop=True)
     judge = make_judge(cfg.judge, task, rungs["weak"], zoo)
     levels = recognition(judge, task, cfg.eval.n_per_level, cfg.seed)
     metrics.update({f"judge/{judge.name}/{k}": v for k, v in levels.items()})

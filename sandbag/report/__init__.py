@@ -2,6 +2,7 @@
 (``sweep``, also ``python -m sandbag.report DIR``), drawn with one figure helper. A leaf: it sees
 metrics and tasks, never models."""
 
+from sandbag.report.scan import scan_outputs
 from sandbag.report.stages import (
     bakeoff_outputs,
     elicitation_outputs,
@@ -16,5 +17,6 @@ __all__ = [
     "elicitation_outputs",
     "ladder_outputs",
     "organism_outputs",
+    "scan_outputs",
     "write_report",
 ]
