@@ -490,7 +490,7 @@ def test_a_recovery_with_no_gap_to_recover_is_nan_not_a_division_by_zero():
 
 # -- end to end -----------------------------------------------------------------------------
 
-ELICIT_SMOKE = [EXP, "scale=smoke", "logger=none", *SMALL_RUNGS, "task.slots=3"]
+ELICIT_SMOKE = [EXP, "scale=smoke", "logger=none", *SMALL_RUNGS, "task.slots=3", "elicitation.seeds=2"]
 PER_METHOD = ("acc", "acc_training_context", "recovery", "pgr", "judge_reward", "reward_hacking_gap")
 
 
@@ -519,6 +519,15 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
             check_metric(metrics, f"{p}/reward_hacking_gap", -1.0, 1.0)
             check_metric(metrics, f"{p}/recovery", -math.inf, math.inf, nan_ok=True)
             check_metric(metrics, f"{p}/pgr", -math.inf, math.inf, nan_ok=True)
+            check_metric(metrics, f"{p}/acc_delta", -1.0, 1.0)
+            assert metrics[f"{p}/acc_delta"] == pytest.approx(
+                metrics[f"{p}/acc"] - metrics["elicit/before/acc"]
+            )
+            lo, hi, mid = (metrics[f"{p}/recovery{k}"] for k in ("_lo", "_hi", ""))
+            assert math.isnan(mid) or (lo <= mid <= hi), (name, lo, mid, hi)
+            curve = metrics[f"{p}/acc_curve"]  # accuracy along training: [[step, acc], ...]
+            assert curve and all(0.0 <= a <= 1.0 for _, a in curve), (name, curve)
+            assert [s for s, _ in curve] == sorted(s for s, _ in curve)
     check_metric(metrics, "elicit/before/acc")
     for name in ("confidence_loss", "w2s_plain"):
         check_metric(metrics, f"elicit/{name}/acc")
@@ -526,7 +535,8 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
     table = (run_dir / "elicitation.md").read_text()
     for m in ORGANISM_METHODS:
         assert f"| {m} | no |" in table and f"| {m} | yes |" in table, table
-    assert (run_dir / "rl_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("rl_curves.png", "elicitation_curves.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
     # one setting only, reusing the zoo's rungs and organisms
     run2 = tmp_path / "run2"
