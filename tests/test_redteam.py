@@ -187,6 +187,7 @@ def test_every_strategy_gives_one_answer_per_question_of_the_answer_shape():
         "judge_adversarial",
         "score_target",
         "random_wrong",
+        "consistent",
         TWIN,
     }
     for name in STRATEGIES:
@@ -208,6 +209,21 @@ def test_the_honest_twin_answers_the_truth_and_sandbag_rate_spares_whole_questio
     again = Situation(**{**s.__dict__, "items": s.items.subset(np.arange(400)[::-1]), "_best": None})
     spared_again = np.all(targets("random_wrong", again, 0.75) == again.items.answers, axis=1)
     np.testing.assert_array_equal(spared_again, spared[::-1])
+
+
+def test_consistent_answers_every_paraphrase_alike_at_the_weak_models_accuracy():
+    s = situation(n=2000)
+    got = targets("consistent", s)
+    right = np.all(got == s.items.answers, axis=1)
+    weak_right = np.all(s.weak == s.items.answers, axis=1)
+    assert abs(right.mean() - weak_right.mean()) < 0.05, (right.mean(), weak_right.mean())
+    wrong = ~right
+    assert np.all((got[wrong] != s.items.answers[wrong]).sum(1) == 1), "a wrong answer moves one token"
+    # A paraphrase (the same problems, operands permuted) gets exactly the same answers.
+    rng = np.random.default_rng(9)
+    p = TASK5.paraphrases(rng, s.items.problems, s.items.difficulty)
+    again = Situation(**{**s.__dict__, "items": p, "_best": None})
+    np.testing.assert_array_equal(targets("consistent", again), got)
 
 
 def test_emulate_weak_answers_as_the_weak_model_does():
