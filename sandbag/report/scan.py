@@ -35,8 +35,9 @@ def pair_rows(task: Task, pairs: list[Pair]) -> tuple[list, list]:
     header = ["weak", "strong", "gap", *CRITERIA, "passes"]
     rows = []
     for p in pairs:
-        marks = [f"{detail.split()[-1]} {'ok' if ok else 'FAIL'}" for _, ok, detail in p.checks]
-        marks[CRITERIA.index("max gap")] += f" (d{task.difficulties[p.level]})"
+        numbers = [detail.split()[-1] for _, _, detail in p.checks]
+        numbers[CRITERIA.index("max gap")] += f" (d{task.difficulties[p.level]})"
+        marks = [f"{n} {'ok' if ok else 'FAIL'}" for n, (_, ok, _) in zip(numbers, p.checks)]
         rows.append([p.weak, p.strong, f"{p.gap:.2f}", *marks, "yes" if p.passes else "no"])
     return header, rows
 
