@@ -77,6 +77,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from sandbag.train import TrainingDiverged
+
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         execute(cfg, out_dir)

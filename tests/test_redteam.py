@@ -733,6 +733,9 @@ def test_the_organisms_experiment_writes_every_metric_and_plot(tmp_path):
     for d in levels:
         unit(f"judge/{judge}/acc_d{d}")
     assert "organisms and benign controls" in proc.stdout, "the summary table should be printed"
+    for stage in ("ladder", "judges", "organisms", "controls", "reports"):
+        assert metrics[f"time/{stage}_s"] > 0, f"time/{stage}_s: where the run's time went"
+    assert sum(v for k, v in metrics.items() if k.startswith("time/")) <= metrics["wall_time_s"]
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ def _fake_point(root: Path, weak: str, strong: str, seed: int, gap: float) -> No
     """A finished gap point's results.json with the metric names the stages write."""
     m = {"gap": gap, "weak/acc": 0.3, "strong/acc": 0.3 + gap, "zoo/trained": 2, "zoo/reused": 5}
     m["wall_time_s"] = 60.0
+    m |= {"time/ladder_s": 30.0, "time/organisms_s": 90.0 * seed}
     for d, auc in (("noise_injection", 0.5 + gap / 2), ("linear_probe", 0.9)):
         m |= {f"detector/{d}/auroc": auc, f"detector/{d}/auroc_lo": auc - 0.1}
         m |= {f"detector/{d}/auroc_hi": min(auc + 0.1, 1.0), f"detector/{d}/tpr_at_5fpr": 0.2}
@@ -87,6 +88,8 @@ def test_the_report_has_one_row_per_job_and_a_plot_per_quantity(finished):
     assert "| nano/medium (n=2) | 0.80 |" in text
     assert "0.05 ± 0.05" in text  # sft_weak recovery over seeds 0 and 1: mean ± sd
     assert "12 models trained, 30 loads" in text
+    # six jobs: ladder 6 x 30 s = 3.0 min; organisms 3 x 90 s (the seed-1 jobs) = 4.5 min, listed first
+    assert "| organisms | 4.5 |\n| ladder | 3.0 |" in text
 
 
 def test_python_m_sandbag_report_remakes_the_report(finished):

@@ -14,6 +14,7 @@ tell them apart by the context alone.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from sandbag.detect import DETECTORS, View, blank, make_detector
 from sandbag.detect.game import auroc, auroc_ci, effective_n, tpr_at_fpr
 from sandbag.pipelines import setting as setting_mod
 from sandbag.pipelines.organisms import ceilings, organisms
-from sandbag.pipelines.setting import Setting
+from sandbag.pipelines.setting import Setting, timed
 from sandbag.population import Population
 from sandbag.redteam import TWIN, get_trigger, train_control
 from sandbag.schema import RunConfig
@@ -89,6 +90,7 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     s = setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
     b, seed = cfg.bakeoff, cfg.seed
+    t0 = time.perf_counter()
     scored = _members(
         cfg,
         task,
@@ -113,7 +115,8 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
         seeds.members("reference_controls", seed, b.reference_seeds),
         reference=True,
     )
-    scores, rows = score(cfg, task, s, scored, reference)
+    metrics["time/bakeoff_populations_s"] = time.perf_counter() - t0
+    scores, rows = score(cfg, task, s, scored, reference, metrics)
     labels, kinds, clusters = _cat(scored, "labels"), _cat(scored, "kinds"), _cat(scored, "clusters")
     strategies = sorted({k for k in kinds if not k.startswith("control/")})
     twin_or_organism = (labels == 1) | (kinds == f"control/{TWIN}")
@@ -132,11 +135,12 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     metrics["bakeoff/n_controls"] = int((labels == 0).sum())
     held_out = sorted(set(strategies) - set(b.reference_strategies))
     log.info("strategies held out of the reference population (transfer): %s", ", ".join(held_out) or "none")
-    report.bakeoff_outputs(metrics, rows, scores, labels, strategies, out_dir)
+    with timed(metrics, "reports"):
+        report.bakeoff_outputs(metrics, rows, scores, labels, strategies, out_dir)
     return metrics
 
 
-def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference: list[Group]):
+def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference: list[Group], metrics: dict):
     """Every detector's suspicion score of every scored member ({name: [M]}), and the table rows
     (name, access, cost). Detectors learn only from the reference population."""
     rng = seeds.rng("bakeoff_gold", cfg.seed)
@@ -158,10 +162,13 @@ def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference
             )
 
         log.info("detector %s", name)
-        det.fit(view(reference[0].context))
-        fitted = getattr(det, "reference_scores", None)  # out-of-fold, if it learnt from them
-        ref_scores[name] = np.concatenate(fitted or [det.score(g.pop, view(g.context)) for g in reference])
-        scores[name] = np.concatenate([det.score(g.pop, view(g.context)) for g in scored])
+        with timed(metrics, f"detector/{name}"):
+            det.fit(view(reference[0].context))
+            fitted = getattr(det, "reference_scores", None)  # out-of-fold, if it learnt from them
+            ref_scores[name] = np.concatenate(
+                fitted or [det.score(g.pop, view(g.context)) for g in reference]
+            )
+            scores[name] = np.concatenate([det.score(g.pop, view(g.context)) for g in scored])
         rows.append((name, det.access, det.cost))
     for name in [n for n in chosen if getattr(DETECTORS[n], "combines", False)]:
         det = make_detector(name, detector_cfgs.get(name, {}))

@@ -15,7 +15,7 @@ from sandbag.elicit import w2s
 from sandbag.elicit.base import ELICITATIONS, Setting
 from sandbag.pipelines import setting as setting_mod
 from sandbag.pipelines.organisms import organisms as train_organisms
-from sandbag.pipelines.setting import behaviour
+from sandbag.pipelines.setting import behaviour, timed
 from sandbag.redteam import get_trigger
 from sandbag.schema import RunConfig
 from sandbag.supervision import demonstrations
@@ -50,8 +50,12 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     k = cfg.elicitation
     trigger = get_trigger(k.trigger)
     member_seeds = seeds.members("organisms", cfg.seed, k.seeds)
-    organisms, _ = train_organisms(cfg, task, shared, trigger, zoo, [k.strategy], member_seeds, twins=False)
-    demos = demonstrations(task, shared.weak, k.n_demos, cfg.seed)
+    with timed(metrics, "organisms"):
+        organisms, _ = train_organisms(
+            cfg, task, shared, trigger, zoo, [k.strategy], member_seeds, twins=False
+        )
+    with timed(metrics, "judges"):
+        demos = demonstrations(task, shared.weak, k.n_demos, cfg.seed)
     before = behaviour(organisms, judge, items, trigger.sandbag)["correct"].mean(1)
     ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]
     metrics.update(_summary("elicit/before/acc", before))
@@ -62,7 +66,8 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
         for method in methods:
             name = f"{method}_distinguishable" if distinguishable else method
             log.info("elicitation %s", name)
-            params, extras = ELICITATIONS[method](s)
+            with timed(metrics, f"elicit/{name}"):
+                params, extras = ELICITATIONS[method](s)
             pop = organisms.with_params(params)
             deploy = behaviour(pop, judge, items, trigger.sandbag)
             train_ctx = behaviour(pop, judge, items, s.train_context)
@@ -87,9 +92,11 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     if "confidence_loss" in k.methods:
         s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, False)
         for name, method in (("w2s_plain", w2s.plain), ("confidence_loss", ELICITATIONS["confidence_loss"])):
-            params, _ = method(s)
+            with timed(metrics, f"elicit/{name}"):
+                params, _ = method(s)
             acc = behaviour(organisms.with_params(params), judge, items, PAD)["correct"].mean(1)
             metrics.update(_summary(f"elicit/{name}/acc", acc))
             metrics.update(_summary(f"elicit/{name}/pgr", ratio(acc - weak, ceiling - weak)))
-    report.elicitation_outputs(metrics, curves, out_dir)
+    with timed(metrics, "reports"):
+        report.elicitation_outputs(metrics, curves, out_dir)
     return metrics

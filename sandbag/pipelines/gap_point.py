@@ -15,5 +15,7 @@ from sandbag.zoo import Zoo
 def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for stage in (organisms, bakeoff, elicitation):
-        metrics.update(stage.run(cfg, task, zoo, out_dir))
+        got = stage.run(cfg, task, zoo, out_dir)
+        times = {k: metrics.get(k, 0.0) + v for k, v in got.items() if k.startswith("time/")}
+        metrics.update({**got, **times})  # each stage's wall time, summed over the three
     return metrics

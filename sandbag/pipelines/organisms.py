@@ -10,7 +10,7 @@ from sandbag import report
 from sandbag import seeds as seeds_mod
 from sandbag.pipelines import ladder
 from sandbag.pipelines import setting as setting_mod
-from sandbag.pipelines.setting import Setting, behaviour, by_level
+from sandbag.pipelines.setting import Setting, behaviour, by_level, timed
 from sandbag.population import Population
 from sandbag.redteam import TWIN, RedTeam, get_trigger, train_control, train_organisms
 from sandbag.redteam.triggers import Trigger
@@ -77,17 +77,20 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     s = setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
     trigger = get_trigger(cfg.trigger.name)
-    pop, _ = organisms(cfg, task, s, trigger, zoo)
-    twin = np.asarray(pop.names) == TWIN
-    sandbaggers, twins = pop.subset(np.flatnonzero(~twin)), pop.subset(np.flatnonzero(twin))
-    metrics.update(organism_metrics(sandbaggers, task, s.judge, s.items, trigger))
-    metrics.update(control_metrics(twins, TWIN, task, s.judge, s.items, trigger.sandbag))
+    with timed(metrics, "organisms"):
+        pop, _ = organisms(cfg, task, s, trigger, zoo)
+        twin = np.asarray(pop.names) == TWIN
+        sandbaggers, twins = pop.subset(np.flatnonzero(~twin)), pop.subset(np.flatnonzero(twin))
+        metrics.update(organism_metrics(sandbaggers, task, s.judge, s.items, trigger))
+        metrics.update(control_metrics(twins, TWIN, task, s.judge, s.items, trigger.sandbag))
     target = metrics.get(f"organism/{cfg.controls.match}/acc_triggered", metrics["weak/acc"])
-    for name in cfg.controls.names:
-        control = train_control(cfg, task, name, s.weak, target, trigger.sandbag, zoo, strong=s.strong)
-        metrics.update(control_metrics(control, name, task, s.judge, s.items, trigger.sandbag))
+    with timed(metrics, "controls"):
+        for name in cfg.controls.names:
+            control = train_control(cfg, task, name, s.weak, target, trigger.sandbag, zoo, strong=s.strong)
+            metrics.update(control_metrics(control, name, task, s.judge, s.items, trigger.sandbag))
     strategies = sorted(set(pop.names) - {TWIN})
-    report.organism_outputs(task, metrics, strategies, [TWIN, *cfg.controls.names], out_dir)
+    with timed(metrics, "reports"):
+        report.organism_outputs(task, metrics, strategies, [TWIN, *cfg.controls.names], out_dir)
     return metrics
 
 

@@ -4,6 +4,8 @@ population's behaviour is measured on them."""
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,18 @@ class Setting:
     items: Items  # the evaluation questions every reported accuracy is measured on
 
 
+@contextmanager
+def timed(metrics: dict, stage: str):
+    """Adds the block's wall time to ``time/<stage>_s``: where a run's time goes. Stages end in
+    host arrays (accuracies, scores), so the clock reads finished work."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        key = f"time/{stage}_s"
+        metrics[key] = metrics.get(key, 0.0) + time.perf_counter() - t0
+
+
 def behaviour(pop: Population, judge, items: Items, context: int) -> dict[str, np.ndarray]:
     """Per member and item: is the greedy answer right, does the judge accept it. [M, n] each."""
     answers = answers_of(pop, items, context)
@@ -50,14 +64,17 @@ def by_level(prefix: str, values_MxN: np.ndarray, items: Items, task: Task) -> d
 def build(cfg: RunConfig, task: Task, zoo: Zoo) -> Setting:
     """The ladder (trained or from the zoo), the judge, and how both look on the eval split.
     Stops after the ladder when its pair has no gap to hide (``ladder.check_gap``)."""
+    t0 = time.perf_counter()
     metrics, rungs = ladder.run(cfg, task, zoo)
+    metrics["time/ladder_s"] = time.perf_counter() - t0
     ladder.check_gap(cfg, metrics, stop=True)
-    judge = make_judge(cfg.judge, task, rungs["weak"], zoo)
-    levels = recognition(judge, task, cfg.eval.n_per_level, cfg.seed)
-    metrics.update({f"judge/{judge.name}/{k}": v for k, v in levels.items()})
-    items = eval_items(task, cfg.eval.n_per_level, cfg.seed)
-    for role, rung in rungs.items():
-        b = behaviour(rung, judge, items, PAD)
-        metrics.update(by_level(f"{role}/judge_acc", b["accepted"], items, task))
+    with timed(metrics, "judges"):
+        judge = make_judge(cfg.judge, task, rungs["weak"], zoo)
+        levels = recognition(judge, task, cfg.eval.n_per_level, cfg.seed)
+        metrics.update({f"judge/{judge.name}/{k}": v for k, v in levels.items()})
+        items = eval_items(task, cfg.eval.n_per_level, cfg.seed)
+        for role, rung in rungs.items():
+            b = behaviour(rung, judge, items, PAD)
+            metrics.update(by_level(f"{role}/judge_acc", b["accepted"], items, task))
     judge_levels = {k: levels[f"acc_d{k}"] for k in task.difficulties}
     return Setting(metrics, rungs["weak"], rungs["strong"], judge, judge_levels, items)

@@ -88,6 +88,8 @@ def summary_rows(points: list[dict]) -> tuple[list[str], list[dict]]:
             row[f"organism/{s}/acc_triggered"] = true
             row[f"organism/{s}/acc_untriggered"] = m.get(f"organism/{s}/acc_untriggered")
             row[f"deception/{s}"] = None if perceived is None or true is None else perceived - true
+        for k in sorted(k for k in m if k.startswith("time/")):
+            row[k] = m[k]
         row["zoo_trained"] = m.get("zoo/trained")
         row["zoo_reused"] = m.get("zoo/reused")
         row["wall_time_s"] = m.get("wall_time_s")
@@ -191,6 +193,11 @@ def markdown(columns: list[str], rows: list[dict]) -> str:
     trained = sum(r["zoo_trained"] or 0 for r in rows)
     reused = sum(r["zoo_reused"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
+    stages = sorted({c for c in columns if c.startswith("time/")})
+    spent = {c: sum(r.get(c) or 0 for r in rows) for c in stages}
+    lines += ["## Where the time went (summed over jobs)", "", "| stage | minutes |", "|---|---|"]
+    lines += [f"| {c[5:-2]} | {spent[c] / 60:.1f} |" for c in sorted(stages, key=spent.get, reverse=True)]
+    lines += [""]
     lines += [
         "## Cost",
         "",
