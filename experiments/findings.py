@@ -1,4 +1,4 @@
-"""The literature's findings F1-F10 (the table at the top of experiments/REPORT.md) as checks on measured metrics.
+"""The literature's findings F1-F10 (tabled atop experiments/REPORT.md) as checks on measured metrics.
 
 Each finding names the experiment whose ``results.json`` (or, for the gap sweep, whose
 ``summary.csv``) measures it, and a check that returns the measured numbers and whether the
