@@ -18,7 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sandbag import schema
+from sandbag.detect import DETECTORS
+from sandbag.elicit import ELICITATIONS
+from sandbag.pipelines import EXPERIMENTS
+from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
 from sandbag.schema import ConfigError, RunConfig  # ConfigError lives below the pipelines
+from sandbag.supervision import JUDGES
 from sandbag.tasks import TASKS, Task, import_module, make_task
 from sandbag.zoo import Zoo, ZooError
 
@@ -49,8 +54,6 @@ def validate(cfg: DictConfig) -> Task:
 
 def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
     """The typed config and the task of a composed config, or one ConfigError."""
-    from sandbag.pipelines import EXPERIMENTS
-
     if cfg.get("experiment") not in EXPERIMENTS:
         names = ", ".join(sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
         what = (
@@ -90,11 +93,6 @@ def _names(where: str, names, registry) -> None:
 
 def _validate_teams(run: RunConfig) -> None:
     """Every name a team will look up is registered; the red team has a weak model of its own."""
-    from sandbag.detect import DETECTORS
-    from sandbag.elicit import ELICITATIONS
-    from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
-    from sandbag.supervision import JUDGES
-
     _names("judge", run.judge.name, JUDGES)
     _names("trigger", run.trigger.name, TRIGGERS)
     if not run.strategy.names:

@@ -19,8 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from sandbag import config as config_mod
+from sandbag import pipelines
 from sandbag.config import ConfigError
-from sandbag.zoo import ZooError
+from sandbag.tracking import make_tracker
+from sandbag.train import TrainingDiverged
+from sandbag.zoo import Zoo, ZooError
 
 log = logging.getLogger("sandbag")
 SCHEMA_VERSION = 1
@@ -48,10 +51,6 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
 
         # Before anything else touches JAX: jax.devices() then spans every host (sandbag/parallel.py).
         jax.distributed.initialize()
-    from sandbag import pipelines
-    from sandbag.tracking import make_tracker
-    from sandbag.zoo import Zoo
-
     run_cfg, task = config_mod.load(cfg)
     zoo = Zoo(cfg.zoo.dir)
     tracker = make_tracker(
@@ -76,8 +75,6 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    from sandbag.train import TrainingDiverged
-
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         execute(cfg, out_dir)
