@@ -19,8 +19,6 @@ from sandbag.supervision import make_judge, recognition
 from sandbag.tasks import Items, Task
 from sandbag.zoo import Zoo
 
-IMITATE = ("weak_member", "lower_rung", "supervisor")
-
 
 def red_team(cfg: RunConfig, task: Task, s: Setting, zoo: Zoo) -> RedTeam:
     """What the red team builds its organisms from: the ceilings, the weak model it imitates
@@ -60,14 +58,19 @@ def organisms(
     twins: bool = True,
 ) -> tuple[Population, list[int]]:
     """The red team's population under ``trigger`` and the ceiling each member started from.
-    With ``twins`` it carries honest twins: the same recipe with the truth as target."""
+    With ``twins`` it carries honest twins: the same recipe with the truth as target. The blue
+    team's ``reference`` organisms are its own: they imitate the only weak model it has, its
+    supervisor, and choose wrong answers with its judge."""
     names = list(cfg.strategy.names if names is None else names)
     names += [TWIN] if twins and TWIN not in names else []
     if seeds is None:
         seeds = seeds_mod.members("organisms", cfg.seed, cfg.organisms.seeds)
     pool = ceilings(cfg, s.strong.n_members, reference)
     starts = [pool[j % len(pool)] for j in range(len(seeds))]
-    red = red_team(cfg, task, s, zoo)
+    if reference:
+        red = RedTeam(s.strong, s.weak.member(0), s.judge, s.judge_levels, "supervisor")
+    else:
+        red = red_team(cfg, task, s, zoo)
     pop = train_organisms(cfg, task, red, trigger, zoo, names, seeds, starts)
     start_of = dict(zip(seeds, starts))
     return pop, [start_of[seed] for seed in pop.seeds]
