@@ -562,7 +562,7 @@ BAKEOFF = ["+experiment=detector_bakeoff", "scale=smoke", "logger=none", *SMALL_
 @pytest.mark.slow
 def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
     run_dir = tmp_path / "run"
-    proc = run_cli(BAKEOFF, run_dir, zoo_dir, timeout=600)
+    proc = run_cli(BAKEOFF, run_dir, zoo_dir, timeout=1800)
     assert proc.returncode == 0, log_of(proc, run_dir)[-3000:]
     results = results_of(run_dir)
     metrics = results["metrics"]
@@ -603,7 +603,7 @@ def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
 
     # The same setting with two detectors: the zoo has every model, only those two run.
     run_dir2 = tmp_path / "run2"
-    proc = run_cli([*BAKEOFF, "detector=[noise_injection,combined]"], run_dir2, zoo_dir, timeout=600)
+    proc = run_cli([*BAKEOFF, "detector=[noise_injection,combined]"], run_dir2, zoo_dir, timeout=1800)
     assert proc.returncode == 0, log_of(proc, run_dir2)[-3000:]
     metrics2 = results_of(run_dir2)["metrics"]
     ran = {k.split("/")[1] for k in metrics2 if k.startswith("detector/")}

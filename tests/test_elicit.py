@@ -505,7 +505,7 @@ def check_metric(metrics: dict, name: str, lo: float = 0.0, hi: float = 1.0, nan
 @pytest.mark.slow
 def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path):
     run_dir, zoo = tmp_path / "run", tmp_path / "zoo"
-    proc = run_cli(ELICIT_SMOKE, run_dir, zoo, timeout=900)
+    proc = run_cli(ELICIT_SMOKE, run_dir, zoo, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = results_of(run_dir)
     assert results["config"]["experiment"] == "elicitation"
@@ -540,7 +540,7 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
 
     # one setting only, reusing the zoo's rungs and organisms
     run2 = tmp_path / "run2"
-    proc = run_cli([*ELICIT_SMOKE, "elicitation.distinguishable=true"], run2, zoo, timeout=900)
+    proc = run_cli([*ELICIT_SMOKE, "elicitation.distinguishable=true"], run2, zoo, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = results_of(run2)["metrics"]
     for m in ORGANISM_METHODS:

@@ -700,7 +700,7 @@ ORGANISMS_SMOKE = [EXP, "scale=smoke", "logger=none", *SMALL_RUNGS, "model@lower
 @pytest.mark.slow
 def test_the_organisms_experiment_writes_every_metric_and_plot(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(ORGANISMS_SMOKE, run_dir, tmp_path / "zoo", timeout=600)
+    proc = run_cli(ORGANISMS_SMOKE, run_dir, tmp_path / "zoo", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = results_of(run_dir)
     assert results["config"]["experiment"] == "organisms"
@@ -743,7 +743,7 @@ def test_the_organisms_experiment_runs_with_the_verifier_judge(tmp_path):
     """The verifier is trained from the weak rung mid-pipeline; the weak rung must survive it."""
     run_dir = tmp_path / "run"
     argv = [*ORGANISMS_SMOKE, "judge=verifier", "strategy=selective", "controls.names=[w2s_student]"]
-    proc = run_cli(argv, run_dir, tmp_path / "zoo", timeout=600)
+    proc = run_cli(argv, run_dir, tmp_path / "zoo", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = results_of(run_dir)["metrics"]
     for name in ("judge/verifier/acc", "weak/judge_acc", "organism/selective/judge_acc_triggered"):
