@@ -144,7 +144,7 @@ def test_the_smoke_gap_sweep_ends_with_a_report_over_its_gaps(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=2400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(d for d in sweep_dir.iterdir() if (d / "results.json").exists())
