@@ -707,7 +707,8 @@ def test_the_organisms_experiment_writes_every_metric_and_plot(tmp_path):
     metrics = results["metrics"]
     levels = make_task("addition", slots=4, digits=2).difficulties
     strategies = results["config"]["strategy"]["names"]
-    assert sorted(strategies) == sorted(STRATEGIES)
+    # every sandbagging strategy; the honest twin is no sandbagger: the pipeline adds it as a control
+    assert sorted(strategies) == sorted(set(STRATEGIES) - {TWIN})
 
     def unit(name):
         assert name in metrics, f"{name} missing from results.json"
@@ -721,7 +722,7 @@ def test_the_organisms_experiment_writes_every_metric_and_plot(tmp_path):
         unit(f"organism/{s}/sandbag_rate")
         png = run_dir / f"organism_{s}.png"
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png.name
-    for c in results["config"]["controls"]["names"]:
+    for c in [TWIN, *results["config"]["controls"]["names"]]:
         unit(f"control/{c}/acc")
         unit(f"control/{c}/judge_acc")
     for role in ("weak", "strong"):
@@ -768,4 +769,7 @@ def test_bad_organisms_input_exits_2_with_one_error_line(tmp_path, override, bad
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and bad in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "zoo").exists(), "nothing should be trained"
+    # Validation may create zoo.dir to check it is writable (config.load does so before it checks
+    # the teams' names); nothing may be stored in it.
+    zoo = tmp_path / "zoo"
+    assert not zoo.exists() or not any(zoo.rglob("*")), "nothing should be trained"
