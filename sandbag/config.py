@@ -6,11 +6,15 @@ choices; ``run.main`` turns it into exit code 2.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose, version
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_config_search_path, get_args_parser
+from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -27,8 +31,10 @@ from sandbag.supervision import JUDGES
 from sandbag.tasks import TASKS, Task, import_module, make_task
 from sandbag.zoo import Zoo, ZooError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-PASS_THROUGH = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONF_DIR = PACKAGE_DIR.parent / "conf"
+# Hydra's options (attributes of its parsed argv) that print something instead of running a job.
+PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
 def make_configured_task(task_cfg: DictConfig) -> Task:
@@ -48,8 +54,14 @@ def make_configured_task(task_cfg: DictConfig) -> Task:
 
 
 def validate(cfg: DictConfig) -> Task:
-    """Check everything a run depends on; return the task it will use."""
-    return load(cfg)[1]
+    """Check everything a run depends on; return the task it will use. An unusable zoo
+    directory is refused here, before any compute (a read-only one is not: it may serve)."""
+    task = load(cfg)[1]
+    try:
+        Zoo(cfg.zoo.dir)
+    except ZooError as e:
+        raise ConfigError(str(e)) from None
+    return task
 
 
 def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
@@ -64,8 +76,7 @@ def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
         raise ConfigError(f"{what}; add +experiment=NAME with NAME one of: {names}")
     try:
         run = schema.build(cfg)
-        Zoo(cfg.zoo.dir)  # an unusable zoo directory is refused before any compute
-    except (schema.SchemaError, ZooError) as e:
+    except schema.SchemaError as e:
         raise ConfigError(str(e)) from None
     task = make_configured_task(cfg.task)
     for role in ("weak", "strong", "lower"):
@@ -127,15 +138,21 @@ def _validate_teams(run: RunConfig) -> None:
 def check_argv(argv: list[str], conf_dir: str) -> None:
     """Compose and validate the config(s) a command line asks for, without running anything.
 
-    For a sweep, every value of every swept override is checked (others at their first value).
+    The command line is read by Hydra's own parser, so its options (``--config-dir``,
+    ``--config-name``, ...) mean here what they will mean to Hydra. For a sweep, every value of
+    every swept override is checked (others at their first value).
     """
-    if any(a.split("=")[0] in PASS_THROUGH for a in argv):
+    parser = get_args_parser()
+    parser.error = _usage_error
+    args = parser.parse_args(argv)
+    if any(getattr(args, name) for name in PASS_THROUGH):
         return
-    overrides = [a for a in argv if not a.startswith("-")]
+    if args.config_dir is not None and not os.path.isdir(args.config_dir):
+        raise ConfigError(f"--config-dir {args.config_dir!r} is not a directory")
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException as e:
-        raise ConfigError(f"could not parse the command line: {e}") from None
+        raise ConfigError(_one_line(f"could not parse the command line: {e}")) from None
     base, sweeps = [], []
     for o in parsed:
         if o.is_sweep_override():
@@ -147,8 +164,18 @@ def check_argv(argv: list[str], conf_dir: str) -> None:
     variants = [base] + [
         base[:i] + [f"{key}={v}"] + base[i + 1 :] for i, key, values in sweeps for v in values
     ]
+    primary = os.path.join(PACKAGE_DIR, args.config_path or conf_dir)  # relative to run.py, as Hydra
     for variant in variants:
-        validate(_compose(variant, conf_dir))
+        validate(_compose(variant, primary, args.config_name or "config", args.config_dir))
+
+
+def _usage_error(message: str):
+    """Hydra's usage error as one line (argparse would print the whole usage first)."""
+    words = message.removeprefix("unrecognized arguments: ").split()
+    if message.startswith("unrecognized") and not all(w.startswith("-") for w in words):
+        # argparse reads the overrides as one run of words: an option between them splits it.
+        message += "; put Hydra's options (-m, -cd DIR, ...) before or after all the overrides"
+    raise ConfigError(message)
 
 
 def _one_line(message: str) -> str:
@@ -169,15 +196,21 @@ def _yaml_line(e: yaml.YAMLError) -> str:
     return f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}"
 
 
-def _compose(overrides: list[str], conf_dir: str) -> DictConfig:
+def _compose(overrides: list[str], conf_dir: str, config_name: str, config_dir: str | None) -> DictConfig:
+    """The config Hydra will compose: the same search path as ``hydra.main`` builds, with
+    ``--config-dir`` where Hydra puts it."""
     GlobalHydra.instance().clear()
+    version.setbase("1.3")
+    search_path = create_config_search_path(search_path_dir=conf_dir)
+    if config_dir is not None:
+        where = f"file://{os.path.abspath(config_dir)}"
+        search_path.prepend("command-line", where, anchor=SearchPathQuery(provider="schema"))
     try:
-        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            try:
-                return compose("config", overrides=overrides)
-            except (HydraException, OmegaConfBaseException) as e:
-                raise ConfigError(_one_line(str(e))) from None
-            except yaml.YAMLError as e:
-                raise ConfigError(_yaml_line(e)) from None
+        Hydra.create_main_hydra2(task_name="run", config_search_path=search_path)
+        return compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_one_line(str(e))) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_line(e)) from None
     finally:
         GlobalHydra.instance().clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         OmegaConf.to_container(cfg, resolve=True),
         str(out_dir),
     )
-    try:
+    with tracker:
         t0 = time.perf_counter()
         metrics = pipelines.EXPERIMENTS[run_cfg.experiment](run_cfg, task, zoo, out_dir)
         metrics["wall_time_s"] = time.perf_counter() - t0
@@ -68,8 +69,6 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         tracker.log(scalars)
         write_results(out_dir, cfg, metrics)
         log.info("zoo: %d models trained, %d reused", len(zoo.trained), len(zoo.reused))
-    finally:
-        tracker.finish()
     return metrics
 
 
@@ -81,22 +80,41 @@ def _hydra_main(cfg: DictConfig) -> None:
     except (ConfigError, ZooError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
     except TrainingDiverged as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         sys.exit(1)
     log.info("outputs in %s", out_dir)
 
 
+def _keep_ctrl_c(unraisable) -> None:
+    """Python drops an exception raised in a garbage-collector callback (JAX has one), so a
+    Ctrl-C landing there would be lost: raise it again 50 ms later, from a timer signal
+    (raised in this hook, it would be dropped as well)."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    sys.unraisablehook = _keep_ctrl_c
+    signal.signal(signal.SIGALRM, _interrupt)
     try:
         config_mod.check_argv(sys.argv[1:], CONF_DIR)
+        _hydra_main()
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    _hydra_main()
+    except KeyboardInterrupt:  # wherever it lands: composing, training, saving (the zoo resumes)
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # not sys.exit: tearing the interpreter down under a running XLA step can crash it
 
 
 if __name__ == "__main__":

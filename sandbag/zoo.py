@@ -105,8 +105,11 @@ class Entry:
     def complete(self) -> bool:
         return (self.dir / "final.json").exists()
 
-    def load(self, like):
-        """The stored tree (structured like ``like``) and its metadata, or None if absent/corrupt."""
+    def load(self, like, *, repair: bool = True):
+        """The stored tree (structured like ``like``) and its metadata, or None if absent/corrupt.
+
+        ``repair`` removes a corrupt entry; only a lock holder may, or a reader could delete
+        what another run is saving in its place."""
         meta_path = self.dir / "final.json"
         if not meta_path.exists():
             return None
@@ -115,11 +118,12 @@ class Entry:
             if "files" in meta and files_digest(self.dir / "final") != meta["files"]:
                 raise ValueError("stored files do not match their digest")
             tree = _load_tree(self.dir / "final", like)
-            if digest(tree) != meta["digest"]:
+            if digest(tree) != meta["digest"]:  # entries saved before file digests have only this
                 raise ValueError("digest mismatch")
         except Exception as e:  # noqa: BLE001 - any failure to read means: retrain
-            log.warning("zoo entry %s is corrupt (%s): removing it and retraining", self.key, e)
-            self.discard()
+            if repair:
+                log.warning("zoo entry %s is corrupt (%s): removing it and retraining", self.key, e)
+                self.discard()
             return None
         return tree, meta
 
@@ -135,17 +139,18 @@ class Entry:
     def discard(self) -> None:
         for name in ("final.json", "final", "progress"):
             p = self.dir / name
-            try:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            except OSError:  # a read-only zoo: the entry stays, and is not used
-                pass
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, what: str = ""):
         """Exclusive while held: only one process trains this entry at a time. The holder writes
         who it is into the lock file, so a process that has to wait can say whom it waits for."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a+") as f:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            f = open(self.dir / ".lock", "a+")
+        except OSError as e:  # a shared zoo whose entry belongs to someone else
+            raise ZooError(f"cannot train {what} into zoo entry {self.dir}: {e.strerror}") from None
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -208,55 +213,58 @@ class Zoo:
         self.writable = self._check()
 
     def _check(self) -> bool:
-        """Whether this process can train into the zoo; ZooError if it is no zoo at all."""
-        if self.root.exists() and not self.root.is_dir():
-            raise ZooError(f"zoo.dir {str(self.root)!r} is a file, not a directory")
+        """Whether this process can train into the zoo; ZooError if it cannot even read it."""
+        where = f"zoo.dir {str(self.root)!r}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ZooError(f"{where} is a file, not a directory") from None
+        except OSError as e:
+            if not os.path.isdir(self.root):
+                raise ZooError(f"{where} cannot be created: {e.strerror}") from None
+        try:  # the write itself, not os.access: root passes any permission check but not a read-only fs
             with tempfile.TemporaryFile(dir=self.root):
                 return True
         except OSError as e:
-            if not self.root.is_dir():
-                raise ZooError(f"zoo.dir {str(self.root)!r} cannot be created: {e.strerror}") from None
-        if not any(self.root.iterdir()):
-            raise ZooError(
-                f"zoo.dir {str(self.root)!r} is read-only and empty: nothing to load, nowhere to train"
-            )
-        log.info("zoo.dir %s is read-only: complete entries load, nothing can be trained", self.root)
+            why = e.strerror
+        try:
+            empty = not any(self.root.iterdir())
+        except OSError as e:
+            raise ZooError(f"{where} cannot be read: {e.strerror}") from None
+        if empty:
+            raise ZooError(f"{where} is read-only ({why}) and empty: nothing to load, nowhere to train")
+        log.info("%s is read-only (%s): complete entries load, nothing can be trained", where, why)
         return False
 
     def fetch_or_train(self, spec: dict, like, train_fn, what: str):
         """The stored tree for ``spec``, or ``train_fn(progress) -> (tree, meta)`` run and stored.
 
-        Returns (tree, key). The entry is locked meanwhile, so concurrent runs wait for one
-        another instead of training the same model twice.
+        Returns (tree, key). A complete entry is read without the lock (a read-only or shared
+        zoo serves what it holds); training holds the entry's lock, so concurrent runs wait for
+        one another instead of training the same model twice.
         """
         entry = self.entry(spec)
-        got = entry.load(like) if entry.complete and not self.writable else None
+        got = entry.load(like, repair=False) if entry.complete else None
         if got is None and not self.writable:
             raise ZooError(
                 f"zoo.dir {str(self.root)!r} is read-only and has no complete entry for {what}; "
                 "point zoo.dir at a writable directory"
             )
-        with entry.lock(what) if self.writable else _nothing():
-            got = got or entry.load(like)
-            if got is not None:
-                log.info("%s: reused from zoo entry %s", what, entry.key)
-                self.reused.append(entry.key)
-                return got[0], entry.key
-            log.info("%s: training (zoo entry %s)", what, entry.key)
-            tree, meta = train_fn(entry.progress)
-            entry.save(tree, meta)
-            self.trained.append(entry.key)
-        return tree, entry.key
+        if got is None:
+            with entry.lock(what):
+                got = entry.load(like)  # another run may have saved it while this one waited
+                if got is None:
+                    log.info("%s: training (zoo entry %s)", what, entry.key)
+                    tree, meta = train_fn(entry.progress)
+                    entry.save(tree, meta)
+                    self.trained.append(entry.key)
+                    return tree, entry.key
+        log.info("%s: reused from zoo entry %s", what, entry.key)
+        self.reused.append(entry.key)
+        return got[0], entry.key
 
     def entry(self, spec: dict) -> Entry:
         return Entry(self.root, spec)
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def default_dir() -> str:

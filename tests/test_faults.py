@@ -2,19 +2,25 @@
 directory, Ctrl-C, a corrupt zoo entry, a lock held by another run. Each case checks the exit
 code (or the exception) and the one line, and that nothing else was printed or left behind."""
 
+import gc
+import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import SMOKE, finish, run_cli, start_cli
 
+from sandbag import run
 from sandbag import zoo as zoo_mod
 from sandbag.config import ConfigError, check_argv
 from sandbag.run import CONF_DIR
+from sandbag.tracking import NoTracker
 from sandbag.zoo import Zoo, ZooError
 
 EXP = "+experiment=organisms"
@@ -26,17 +32,24 @@ BAD = {
     "missing experiment": ([], ["no experiment chosen", "+experiment=NAME", "gap_sweep", "organisms"]),
     "unknown experiment": (["+experiment=bogus"], ["bogus", "gap_sweep", "capability_ladder"]),
     "unknown launcher": ([EXP, "hydra/launcher=bogus"], ["bogus", "basic", "joblib", "submitit_slurm"]),
+    "override that does not parse": ([EXP, "train.lr=[1"], ["could not parse", "[1"]),
+    "missing --config-dir": (["-cd", "/nonexistent/conf", EXP], ["--config-dir", "not a directory"]),
+    "option between overrides": ([EXP, "-m", "task=signed_sum"], ["task=signed_sum", "before or after"]),
 }
 
 
 @pytest.mark.parametrize("argv, expected", BAD.values(), ids=BAD.keys())
-def test_bad_values_are_one_line_naming_the_key_and_the_valid_ones(argv, expected):
-    with pytest.raises(ConfigError) as err:
-        check_argv(argv, CONF_DIR)
-    message = str(err.value)
-    assert "\n" not in message, message
+def test_bad_input_exits_2_with_one_line_naming_what_is_valid(argv, expected, monkeypatch, capsys):
+    """Through ``run.main`` itself, in process: it refuses before Hydra starts any job."""
+    monkeypatch.setattr(sys, "argv", ["sandbag.run", *argv])
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # main installs its own
+    with pytest.raises(SystemExit) as done:
+        run.main()
+    assert done.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: "), err
     for text in expected:
-        assert text in message, f"{text!r} missing from {message!r}"
+        assert text in err, f"{text!r} missing from {err!r}"
 
 
 @pytest.fixture
@@ -55,6 +68,20 @@ def test_a_yaml_syntax_error_is_one_line_with_file_and_line(broken_yaml, tmp_pat
     assert str(err.value).startswith(f"{path}:3: YAML syntax error") and "\n" not in str(err.value)
     proc = run_cli([*SMOKE, *argv], tmp_path / "run", tmp_path / "zoo")
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}", proc.stderr[-2000:]
+
+
+def test_a_user_config_dir_is_read_as_hydra_reads_it(broken_yaml):
+    """``--config-dir`` is Hydra's option, not an override: its configs are composed and
+    checked like the package's own (a broken one is one line with file and line)."""
+    path, _ = broken_yaml
+    (path.parent / "four.yaml").write_text("name: signed_sum\nslots: 4\ndigits: 2\n")
+    conf = str(path.parent.parent)
+    check_argv(["--config-dir", conf, EXP, "task=four"], CONF_DIR)
+    with pytest.raises(ConfigError, match="slots"):
+        check_argv(["-cd", conf, EXP, "task=four", "task.slots=0"], CONF_DIR)
+    with pytest.raises(ConfigError) as err:
+        check_argv([EXP, "task=broken", "-cd", conf], CONF_DIR)
+    assert str(err.value).startswith(f"{path}:3: YAML syntax error")
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file"])
@@ -105,8 +132,48 @@ def test_a_read_only_zoo_serves_its_complete_entries_without_locking(tmp_path, m
 def test_an_empty_read_only_zoo_is_refused_up_front(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     make_read_only(monkeypatch)
-    with pytest.raises(ZooError, match="read-only and empty"):
+    with pytest.raises(ZooError, match=r"read-only \(Permission denied\) and empty"):
         Zoo(tmp_path / "empty")
+
+
+def _can_create_in(path: Path) -> bool:
+    try:
+        with zoo_mod.tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_zoo_this_process_cannot_write_is_refused_when_it_would_train(tmp_path):
+    """A directory that refuses new files even to root (sysfs): the run stops with one line at
+    its first model to train, not with a traceback."""
+    ro = Path("/sys/kernel")
+    if not ro.is_dir() or _can_create_in(ro):
+        pytest.skip("no directory here that refuses writes to this user")
+    proc = run_cli([*SMOKE, f"zoo.dir={ro}"], tmp_path / "run", tmp_path / "unused")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: zoo.dir '{ro}' is read-only and has no complete entry for weak rung tiny (40 steps); "
+        "point zoo.dir at a writable directory"
+    ], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "results.json").exists()
+
+
+def test_complete_entries_load_without_the_lock_and_training_needs_it(tmp_path):
+    """A shared zoo whose entries this user cannot lock (here the lock path is a directory,
+    which ``open`` refuses even to root): complete entries still load, training is refused in
+    one line."""
+    tree = {"w": np.arange(6.0).reshape(2, 3)}
+    zoo = Zoo(tmp_path)
+    zoo.fetch_or_train({"kind": "x"}, tree, lambda progress: (tree, {}), "x")
+    for kind in ("x", "y"):
+        (zoo.entry({"kind": kind}).dir / ".lock").unlink(missing_ok=True)
+        (zoo.entry({"kind": kind}).dir / ".lock").mkdir(parents=True)
+    got, _ = zoo.fetch_or_train({"kind": "x"}, tree, lambda progress: pytest.fail("retrained"), "x")
+    np.testing.assert_array_equal(got["w"], tree["w"])
+    with pytest.raises(ZooError, match=r"cannot train y into zoo entry .*: Is a directory"):
+        zoo.fetch_or_train({"kind": "y"}, tree, lambda progress: pytest.fail("trained"), "y")
 
 
 def test_a_corrupt_entry_is_retrained_without_orbax_noise(tmp_path, capfd):
@@ -129,6 +196,22 @@ def test_a_corrupt_entry_is_retrained_without_orbax_noise(tmp_path, capfd):
     ]
 
 
+def test_an_entry_saved_before_file_digests_still_loads_and_is_still_checked(tmp_path):
+    """Entries written before ``final.json`` held a digest of the files have only the digest of
+    the arrays: they load, and a mismatch there still means retrain."""
+    tree = {"w": np.arange(6.0)}
+    zoo = Zoo(tmp_path)
+    zoo.fetch_or_train({"kind": "x"}, tree, lambda progress: (tree, {}), "x")
+    meta_path = zoo.entry({"kind": "x"}).dir / "final.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["files"]
+    meta_path.write_text(json.dumps(meta))
+    got, _ = zoo.entry({"kind": "x"}).load(tree)
+    np.testing.assert_array_equal(got["w"], tree["w"])
+    meta_path.write_text(json.dumps({**meta, "digest": "0" * 64}))
+    assert zoo.entry({"kind": "x"}).load(tree) is None
+
+
 def test_a_run_waiting_for_anothers_lock_says_whom_it_waits_for(tmp_path, caplog):
     tree = {"w": np.zeros(3)}
     zoo = Zoo(tmp_path)
@@ -147,6 +230,48 @@ def test_a_run_waiting_for_anothers_lock_says_whom_it_waits_for(tmp_path, caplog
     assert waits == [
         f"waiting for zoo entry {entry.key} (x): being trained by pid {os.getpid()} on {os.uname()[1]}"
     ]
+
+
+def test_a_ctrl_c_swallowed_by_a_gc_callback_is_raised_again(monkeypatch):
+    """JAX runs Python in a garbage-collector callback, where Python drops any exception: a
+    Ctrl-C landing there was lost (the run went on training). ``run.main``'s hook re-raises it."""
+    monkeypatch.setattr(sys, "unraisablehook", run._keep_ctrl_c)
+    alarm = signal.signal(signal.SIGALRM, run._interrupt)
+    fired = []
+
+    def interrupted_during_gc(phase, info):
+        if not fired:
+            fired.append(phase)
+            raise KeyboardInterrupt
+
+    gc.callbacks.append(interrupted_during_gc)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            gc.collect()
+            time.sleep(5)
+    finally:
+        gc.callbacks.remove(interrupted_during_gc)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
+    assert fired
+
+
+def test_a_tracker_is_finished_with_the_runs_exit_code():
+    """W&B is told how a run ended (130 after Ctrl-C), so it never stays 'running'."""
+    codes = []
+
+    class Recorder(NoTracker):
+        def finish(self, exit_code: int = 0) -> None:
+            codes.append(exit_code)
+
+    for error in (None, RuntimeError, KeyboardInterrupt):
+        try:
+            with Recorder():
+                if error:
+                    raise error
+        except (RuntimeError, KeyboardInterrupt):
+            pass
+    assert codes == [0, 1, 130]
 
 
 @pytest.mark.slow
