@@ -424,7 +424,9 @@ def test_emulate_weak_imitates_the_red_teams_own_weak_model_unless_coupled(
     levels = {k: 0.5 for k in task.difficulties}
     s = SimpleNamespace(weak=weak, strong=strong, judge=judge, judge_levels=levels)
     red = red_team(run_cfg, task, s, Zoo(zoo_dir))
-    assert red.imitate == imitate and red.imitated.n_members == (1 if imitate == "supervisor" else 1)
+    assert red.imitate == imitate and red.imitated.n_members == (
+        1 if imitate == "supervisor" else weak.n_members - 1
+    )
     for a, b in zip(jax.tree.leaves(red.imitated.params), jax.tree.leaves(weak.params)):
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[member_index])
     assert (red.judge is judge) == (imitate == "supervisor"), "the proxy judge is the red team's own"
