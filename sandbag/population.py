@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sandbag.models import ModelConfig, param_count
@@ -16,6 +17,17 @@ from sandbag.models import ModelConfig, param_count
 def member(params, i: int = 0):
     """Member ``i`` of stacked parameters, still stacked (a population of one)."""
     return jax.tree.map(lambda x: x[i : i + 1], params)
+
+
+def concat(pops: list[Population]) -> Population:
+    """The members of several populations of one architecture, in order, as one."""
+    return replace(
+        pops[0],
+        params=jax.tree.map(lambda *xs: jnp.concatenate(xs), *(p.params for p in pops)),
+        names=[n for p in pops for n in p.names],
+        seeds=[s for p in pops for s in p.seeds],
+        key="+".join(p.key for p in pops),
+    )
 
 
 @dataclass

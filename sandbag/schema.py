@@ -80,11 +80,21 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Adaptive:
+    """The loss terms of the adaptive strategies (``sandbag/redteam/adaptive.py``)."""
+
+    evasion_weight: float = field(default=1.0, metadata=NON_NEGATIVE)  # probe_evasion
+    noise_weight: float = field(default=1.0, metadata=NON_NEGATIVE)  # noise_robust
+    noise_sigmas: list[float] = field(default_factory=lambda: [0.001, 0.002, 0.004, 0.008, 0.016, 0.032])
+
+
+@dataclass(frozen=True)
 class Strategy:
     names: list[str]
     target: float = field(default=0.5, metadata=FRACTION)
     selective_threshold: float = field(default=0.75, metadata=FRACTION)
     sandbag_rate: float = field(default=1.0, metadata=RATE)
+    adaptive: Adaptive = field(default_factory=Adaptive)
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,9 @@ class RunConfig:
     scan: Scan
     min_gap: float = field(metadata=FRACTION)  # the ``gap_max`` later stages need (sandbag.criteria)
     allow_small_gap: bool = False  # go on past the ladder when its gap_max is below min_gap
+    supervisors: list[str] = field(
+        default_factory=lambda: ["nano", "tiny", "small"]
+    )  # supervisor_sweep's rungs
     detectors: dict = field(default_factory=dict)
 
     def rung(self, role: str) -> Rung:

@@ -87,15 +87,22 @@ def token_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
     return (ce * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn"), donate_argnums=(1, 2))
-def train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs=None):
+@partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn", "objective"), donate_argnums=(1, 2))
+def train_chunk(
+    graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs=None, objective=None, start=None
+):
     """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]; ``fracs`` [S] is each
-    step's fraction of the run (what schedules inside a loss read)."""
+    step's fraction of the run (what schedules inside a loss read). An ``objective`` replaces
+    ``loss_fn`` with a loss on the model itself, ``objective(graphdef, params, start, tokens,
+    weights, frac)``, for terms that read activations or perturb weights; ``start`` is each
+    member's frozen starting point (stacked like ``params``)."""
     if fracs is None:
         fracs = jnp.zeros(tokens.shape[1], jnp.float32)
 
-    def member_step(params, opt_state, tok_BxL, w_BxL, frac):
+    def member_step(params, opt_state, start, tok_BxL, w_BxL, frac):
         def loss_of(p):
+            if objective is not None:
+                return objective(graphdef, p, start, tok_BxL, w_BxL, frac)
             logits = nnx.merge(graphdef, p)(tok_BxL[:, :-1])
             return loss_fn(logits, tok_BxL[:, 1:], w_BxL, frac)
 
@@ -103,11 +110,11 @@ def train_chunk(graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    step = jax.vmap(member_step, in_axes=(0, 0, 0, 0, None))
+    step = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, None))
 
     def body(carry, batch):
         params, opt_state = carry
-        params, opt_state, loss = step(params, opt_state, *batch)
+        params, opt_state, loss = step(params, opt_state, start, *batch)
         return (params, opt_state), loss
 
     batches = (jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1), fracs)
@@ -126,13 +133,16 @@ def train(
     desc: str = "train",
     on_eval: Callable[[int, object], bool] | None = None,
     eval_every: int = 0,
+    objective=None,
 ):
     """Train every member of ``params`` for ``cfg.steps`` steps; returns (params, losses [N, steps]).
 
     ``on_eval(step, params)`` runs every ``eval_every`` steps (rounded up to whole calls) and
     may stop training early by returning True; ``params`` is donated to the next step, so a
-    callback that keeps them must copy them (``jax.device_get``).
+    callback that keeps them must copy them (``jax.device_get``). An ``objective`` (see
+    ``train_chunk``) replaces ``loss_fn`` and reads each member's starting ``params`` too.
     """
+    start = jax.tree.map(jnp.array, params) if objective is not None else None  # a copy: params are donated
     n_members = jax.tree.leaves(params)[0].shape[0]
     tx = make_optimizer(cfg)
     opt_state = jax.vmap(tx.init)(params)
@@ -144,7 +154,7 @@ def train(
         losses = np.asarray(state.get("losses", losses))
     mesh = parallel.data_mesh()
     if mesh is not None:  # several devices: every one holds the whole model, a slice of the batch
-        params, opt_state = jax.device_put((params, opt_state), parallel.replicated(mesh))
+        params, opt_state, start = jax.device_put((params, opt_state, start), parallel.replicated(mesh))
     S = cfg.steps_per_call
     n_chunks = math.ceil(cfg.steps / S)
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", leave=False, dynamic_ncols=True)
@@ -158,7 +168,7 @@ def train(
             tokens, weights = (parallel.put_batch(mesh, x, axis=2) for x in (tokens, weights))
         fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
         params, opt_state, chunk_losses = train_chunk(
-            graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs
+            graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs, objective, start
         )
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])

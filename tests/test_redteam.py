@@ -188,6 +188,8 @@ def test_every_strategy_gives_one_answer_per_question_of_the_answer_shape():
         "score_target",
         "random_wrong",
         "consistent",
+        "probe_evasion",
+        "noise_robust",
         TWIN,
     }
     for name in STRATEGIES:

@@ -24,7 +24,7 @@ from sandbag import report, seeds
 from sandbag.detect import DETECTORS, View, blank, make_detector
 from sandbag.detect.game import auroc, auroc_ci, effective_n, tpr_at_fpr
 from sandbag.pipelines import setting as setting_mod
-from sandbag.pipelines.organisms import ceilings, organisms
+from sandbag.pipelines.organisms import ceilings, organism_metrics, organisms
 from sandbag.pipelines.setting import Setting, timed
 from sandbag.population import Population
 from sandbag.redteam import TWIN, get_trigger, train_control
@@ -116,6 +116,9 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
         reference=True,
     )
     metrics["time/bakeoff_populations_s"] = time.perf_counter() - t0
+    with timed(metrics, "bakeoff_behaviour"):  # what each strategy pays for hiding: skill kept, judge fooled
+        first = get_trigger(b.triggers[0])
+        metrics.update(organism_metrics(scored[0].pop, task, s.judge, s.items, first))
     scores, rows = score(cfg, task, s, scored, reference, metrics)
     labels, kinds, clusters = _cat(scored, "labels"), _cat(scored, "kinds"), _cat(scored, "clusters")
     strategies = sorted({k for k in kinds if not k.startswith("control/")})

@@ -23,7 +23,8 @@ import numpy as np
 from sandbag import seeds as seeds_mod
 from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
-from sandbag.population import Population
+from sandbag.population import Population, concat
+from sandbag.redteam.adaptive import OBJECTIVES
 from sandbag.redteam.strategies import TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
 from sandbag.schema import RunConfig
@@ -66,6 +67,19 @@ def train_organisms(
         seeds = seeds_mod.members("organisms", cfg.seed, cfg.organisms.seeds)
     if starts is None:
         starts = [j % red.ceilings.n_members for j in range(len(seeds))]
+    # strategies with a loss term of their own train as their own population; the rest as one
+    groups = [[n for n in names if n not in OBJECTIVES]] + [[n] for n in names if n in OBJECTIVES]
+    pops = [_train(cfg, task, red, trigger, zoo, g, seeds, starts) for g in groups if g]
+    pop = pops[0] if len(pops) == 1 else concat(pops)
+    order = {(n, s): i for i, (n, s) in enumerate(zip(pop.names, pop.seeds))}
+    return pop.subset([order[n, s] for n in names for s in seeds]) if len(pops) > 1 else pop
+
+
+def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
+    strategy_cfg = asdict(cfg.strategy)
+    objective = OBJECTIVES[names[0]](strategy_cfg["adaptive"]) if names[0] in OBJECTIVES else None
+    if objective is None:  # the adaptive knobs are not part of what a static population is
+        strategy_cfg.pop("adaptive")
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
     n_pool, perform_frac, rate = cfg.organisms.pool, cfg.organisms.perform_frac, cfg.strategy.sandbag_rate
@@ -115,10 +129,12 @@ def train_organisms(
             return tokens.reshape(shape), w.reshape(shape)
 
         graphdef = red.ceilings.graphdef
-        params, losses = train(graphdef, start, tcfg, sample, progress=progress, desc="organisms")
+        params, losses = train(
+            graphdef, start, tcfg, sample, progress=progress, desc="organisms", objective=objective
+        )
         return params, {"final_loss": float(losses[:, -1].mean())}
 
-    what = f"{len(members)} organisms ({trigger.name} trigger)"
+    what = f"{len(members)} organisms ({trigger.name} trigger{', ' + names[0] if objective else ''})"
     params, key = zoo.fetch_or_train(spec, start, fit, what)
     names, member_seeds = [n for n, _ in members], [s for _, s in members]
     return Population(red.ceilings.graphdef, params, names, member_seeds, red.ceilings.cfg, key)

@@ -191,8 +191,25 @@ def plot_heatmap(metrics: dict, detectors: list[str], strategies: list[str], pat
         fig.colorbar(im, label="AUROC (strategy's organisms vs all controls)")
 
 
+def strategy_table(metrics: dict, detectors: list[str], strategies: list[str]) -> str:
+    """Markdown: each detector's AUROC against each strategy (every negative), then what each
+    strategy pays to hide: untriggered accuracy, and how often the judge accepts its
+    triggered answers."""
+    lines = ["| detector | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
+    for d in detectors:
+        cells = [f"{metrics.get(f'detector/{d}/auroc/{s}', float('nan')):.2f}" for s in strategies]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    for label, key in (
+        ("acc untriggered", "acc_untriggered"),
+        ("judge accepts (triggered)", "judge_acc_triggered"),
+    ):
+        cells = [f"{metrics.get(f'organism/{s}/{key}', float('nan')):.2f}" for s in strategies]
+        lines.append(f"| *{label}* | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def bakeoff_outputs(metrics: dict, rows, scores: dict, labels, strategies: list[str], out_dir: Path) -> None:
-    table = bakeoff_table(metrics, rows)
+    table = bakeoff_table(metrics, rows) + "\n" + strategy_table(metrics, [r[0] for r in rows], strategies)
     (out_dir / "detectors.md").write_text(table)
     _console().print(table)
     plot_rocs(scores, labels, out_dir / "roc.png")
@@ -268,3 +285,44 @@ def elicitation_outputs(metrics: dict, curves: dict, out_dir: Path) -> None:
         plot_rl_curves(curves, out_dir / "rl_curves.png")
     if any(k.endswith("/acc_curve") for k in metrics):
         plot_acc_curves(metrics, out_dir / "elicitation_curves.png")
+
+
+def supervisor_table(metrics: dict, supervisors: list[str], methods: list[str]) -> str:
+    """Markdown: per supervisor rung and method, the supervisor's accuracy, the organisms'
+    accuracy after elicitation and its change, recovery [95% CI over organisms] and PGR over
+    that supervisor (above 0: the student beat its teacher)."""
+    lines = [
+        "| supervisor | supervisor acc | method | acc | change | recovery [95% CI] | PGR ± sd |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for sup in supervisors:
+        for m in methods:
+            p = f"supervisor/{sup}/{m}"
+            lines.append(
+                f"| {sup} | {metrics[f'supervisor/{sup}/acc']:.2f} | {m} | {metrics[f'{p}/acc']:.2f} | "
+                f"{metrics[f'{p}/acc_delta']:+.2f} | {metrics[f'{p}/recovery']:.2f} "
+                f"[{metrics[f'{p}/recovery_lo']:.2f}, {metrics[f'{p}/recovery_hi']:.2f}] | "
+                f"{metrics[f'{p}/pgr']:.2f} ± {metrics[f'{p}/pgr_std']:.2f} |"
+            )
+    before = metrics["elicit/before/acc"]
+    lines.append(f"\nOrganisms before elicitation: {before:.2f}; ceiling {metrics['strong/acc']:.2f}.")
+    return "\n".join(lines) + "\n"
+
+
+def supervisor_outputs(metrics: dict, supervisors: list[str], methods: list[str], out_dir: Path) -> None:
+    table = supervisor_table(metrics, supervisors, methods)
+    (out_dir / "supervisor_sweep.md").write_text(table)
+    _console().print(table)
+    with figure(out_dir / "supervisor_sweep.png", (6, 4)) as (fig, ax):
+        x = [metrics[f"supervisor/{s}/acc"] for s in supervisors]
+        for m in methods:
+            y = np.asarray([metrics[f"supervisor/{s}/{m}/recovery"] for s in supervisors])
+            lo = np.asarray([metrics[f"supervisor/{s}/{m}/recovery_lo"] for s in supervisors])
+            hi = np.asarray([metrics[f"supervisor/{s}/{m}/recovery_hi"] for s in supervisors])
+            err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0)
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=m)
+        for xi, s in zip(x, supervisors):
+            ax.annotate(s, (xi, 0), textcoords="offset points", xytext=(0, -12), ha="center", fontsize=7)
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.set(xlabel="supervisor accuracy", ylabel="recovery of the hidden gap", title="Supervisor strength")
+        ax.legend(fontsize=7)
