@@ -55,14 +55,22 @@ def near_miss(answers: np.ndarray, alphabet: list[np.ndarray], rng: np.random.Ge
     return out
 
 
-def ladder_sampler(task: Task, member_seeds: list[int], batch: int, steps_per_call: int, context: int = PAD):
-    """Ground-truth training data, all difficulties mixed uniformly; member m draws from
-    ``member_seeds[m]``."""
+def ladder_sampler(
+    task: Task,
+    member_seeds: list[int],
+    batch: int,
+    steps_per_call: int,
+    context: int = PAD,
+    levels: list[int] | None = None,
+):
+    """Ground-truth training data, the difficulties ``levels`` (default all) mixed uniformly;
+    member m draws from ``member_seeds[m]``."""
+    levels = task.difficulties if levels is None else tuple(levels)
 
     def sample(member: int, chunk: int):
         rng = seeds_mod.rng("ladder_batches", member_seeds[member], chunk)
         n = batch * steps_per_call
-        items = task.generate(rng, n, rng.choice(task.difficulties, size=n), "train")
+        items = task.generate(rng, n, rng.choice(levels, size=n), "train")
         tokens = items.tokens(context).reshape(steps_per_call, batch, -1)
         return tokens, answer_weights(n, task).reshape(steps_per_call, batch, -1)
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from sandbag.train import TrainConfig
 
 IMITATE = ("weak_member", "lower_rung", "supervisor")
+W2S_STARTS = ("scratch", "easy_levels")
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,15 @@ class Judge:
     batch_size: int = field(default=0, metadata=NON_NEGATIVE)
     lr: float = field(default=0.0, metadata=NON_NEGATIVE)
     pool: int = field(default=0, metadata=NON_NEGATIVE)
+    recognition: float = field(default=0.0, metadata=FRACTION)  # partial_oracle: the share it verifies
+
+    def spec(self) -> dict:
+        """What a zoo entry trained against this judge records of it: ``recognition`` only for
+        the judge that reads it, so entries trained against the others keep their keys."""
+        out = dataclasses.asdict(self)
+        if self.name != "partial_oracle":
+            out.pop("recognition")
+        return out
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,9 @@ class Elicitation:
     w2s_steps: int = field(metadata=POSITIVE)
     confidence_alpha: float = field(metadata=FRACTION)
     confidence_warmup: float = field(metadata=POSITIVE)
+    # weak-to-strong students start from scratch, or from the strong rung trained on the ground
+    # truth of the easiest half of the levels (latent skill, none of the weak labels' questions)
+    w2s_start: str = field(default="scratch", metadata=one_of(*W2S_STARTS))
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ what reaches the trainer, the judge and the metrics, and hold for any model.
 """
 
 import math
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ADDITION, SMALL_RUNGS, addition_answers, results_of, run_cli
+from conftest import ADDITION, SMALL_RUNGS, addition_answers, addition_operands, results_of, run_cli
 from hydra import compose, initialize_config_dir
 
 import sandbag.elicit.rl as rl_mod
@@ -36,8 +37,8 @@ from sandbag.run import CONF_DIR
 from sandbag.supervision import demonstrations, make_judge
 from sandbag.supervision.weak import weak_answers
 from sandbag.tasks import Items
-from sandbag.tasks.base import DEPLOYMENT, PAD, TRAINING
-from sandbag.train import init_population, token_loss
+from sandbag.tasks.base import DEPLOYMENT, PAD, SPLITS, TRAINING, split_hash
+from sandbag.train import exact_match, init_population, token_loss
 from sandbag.zoo import Zoo
 
 EXP = "+experiment=elicitation"
@@ -325,7 +326,8 @@ def test_the_rl_judge_sees_only_questions_and_sampled_answers(base, trainer_inpu
             prompts = tokens[m, 0, :, 1 : 1 + P]
             np.testing.assert_array_equal(scored, sampled, err_msg="the judge must score the sampled answers")
             np.testing.assert_array_equal(items.prompts, prompts)
-            assert items.problems is None, "the judge must not get the raw problems"
+            # the raw problems are the questions asked, in another form (a verifying judge needs them)
+            np.testing.assert_array_equal(items.problems, addition_operands(task, prompts))
             truth = addition_answers(task, prompts)
             shown_truth = np.all(items.answers == truth, axis=1)
             sampled_truth = np.all(sampled == truth, axis=1)
@@ -481,6 +483,101 @@ def test_distinguishable_true_runs_only_the_distinguishable_setting(stubbed_stag
     metrics, _ = run("elicitation.distinguishable=false", "elicitation.methods=[sft_weak]")
     assert "elicit/sft_weak/acc" in metrics and "elicit/sft_weak_distinguishable/acc" not in metrics
     assert "elicit/confidence_loss/acc" not in metrics, "confidence_loss runs only when listed"
+
+
+class TruthBelowTopLevel:
+    """Accepts the true answers (read from the prompt's text) of every level but the hardest."""
+
+    name = "scripted"
+
+    def score(self, items, answers):
+        true = np.all(answers == addition_answers(TruthBelowTopLevel.task, items.prompts), axis=1)
+        return (true & (items.difficulty < max(TruthBelowTopLevel.task.difficulties))).astype(np.float32)
+
+
+def test_the_stage_reports_how_much_more_the_judge_accepts_the_truth_than_the_organisms(
+    stubbed_stage, base, monkeypatch
+):
+    """judge_margin_d<k> = the judge's acceptance of the true answers at level k minus its
+    acceptance of the organisms' deployment answers there, before any elicitation."""
+    run, _ = stubbed_stage
+    _, task, weak, strong, _ = base
+    items = eval_items(task, 4, 0)  # four items per level, easiest first
+    monkeypatch.setattr(TruthBelowTopLevel, "task", task, raising=False)
+    shared = Shared({"weak/acc": 0.5, "strong/acc": 1.0}, weak, strong, TruthBelowTopLevel(), {}, items)
+    monkeypatch.setattr(stage_mod.setting_mod, "build", lambda *args: shared)
+    monkeypatch.setitem(BEHAVIOUR, (DEPLOYMENT, True), (3, 4))  # the judge accepts the level-1 ones
+    metrics, _ = run()
+    # truth accepted on levels 1 and 2; the organisms' answers on level 1 only
+    assert [metrics[f"elicit/judge_margin_d{k}"] for k in task.difficulties] == [0.0, 1.0, 0.0]
+    assert metrics["elicit/judge_margin"] == pytest.approx(1 / 3)
+
+
+# -- weak-to-strong students ----------------------------------------------------------------
+
+# The students' start trained long enough to learn the easy levels of 3-operand addition.
+EASY_START = [
+    "elicitation.w2s_start=easy_levels",
+    "train.steps=300",
+    "train.batch_size=64",
+    "train.steps_per_call=50",
+    "strong.lr=3e-3",
+]
+
+
+def test_students_with_latent_skill_start_from_ground_truth_of_the_easy_levels_only(
+    base, zoo_dir, monkeypatch
+):
+    cfg, task, weak, strong, judge = base
+    assert w2s.easy_levels(task) == [1, 2]
+    drawn = []
+    real_sampler = w2s.ladder_sampler
+
+    def spy_sampler(*args, **kwargs):
+        sample = real_sampler(*args, **kwargs)
+
+        def recording(m, chunk):
+            tokens, weights = sample(m, chunk)
+            drawn.append(tokens.reshape(-1, task.seq_len))
+            return tokens, weights
+
+        return recording
+
+    monkeypatch.setattr(w2s, "ladder_sampler", spy_sampler)
+    seeds = [101, 102]
+    demos = demonstrations(task, weak, cfg.elicitation.n_demos, cfg.seed)
+    zoo = Zoo(zoo_dir)
+    s = Setting(elicit_cfg(*EASY_START), task, None, demos, strong, judge, DEPLOYMENT, False, zoo)
+    start = w2s.starting_point(s, seeds)
+    scratch = w2s.starting_point(replace(s, cfg=elicit_cfg()), seeds)
+    assert len(zoo.trained) == 1
+
+    # what it trained on: ground truth, train split, levels 1 and 2 only
+    rows = np.concatenate(drawn)
+    P = task.prompt_len
+    operands = addition_operands(task, rows[:, 1 : 1 + P])
+    assert set((operands != 0).sum(1).tolist()) == {1, 2}
+    np.testing.assert_array_equal(rows[:, 1 + P :], addition_answers(task, rows[:, 1 : 1 + P]))
+    lo, hi = SPLITS["train"]
+    h = split_hash(task.canonical(operands))
+    assert np.all((h >= lo) & (h < hi))
+
+    # a starting point of its own, with the easy levels' skill a fresh initialisation lacks
+    assert any(not np.array_equal(x, y) for x, y in zip(snapshot(start), snapshot(scratch)))
+    easy = eval_items(task, 64, 0)
+    easy = easy.subset(np.isin(easy.difficulty, [1, 2]))
+    skilled, fresh = (
+        exact_match(strong.graphdef, p, easy.tokens(), task.answer_len).mean() for p in (start, scratch)
+    )
+    assert skilled > fresh + 0.2, (
+        f"accuracy on levels 1-2: {skilled:.2f} from easy_levels, {fresh:.2f} from scratch"
+    )
+
+    # the students start there, from the zoo
+    again = replace(s, zoo=Zoo(zoo_dir), organisms=make_setting(base, False).organisms)
+    params, _ = w2s.plain(again)
+    assert again.zoo.reused == zoo.trained and again.zoo.trained == []
+    assert jax.tree.structure(params) == jax.tree.structure(start)
 
 
 def test_a_recovery_with_no_gap_to_recover_is_nan_not_a_division_by_zero():

@@ -35,6 +35,14 @@ BAD = {
     "override that does not parse": ([EXP, "train.lr=[1"], ["could not parse", "[1"]),
     "missing --config-dir": (["-cd", "/nonexistent/conf", EXP], ["--config-dir", "not a directory"]),
     "option between overrides": ([EXP, "-m", "task=signed_sum"], ["task=signed_sum", "before or after"]),
+    "unknown student start": (
+        ["+experiment=elicitation", "elicitation.w2s_start=easy"],
+        ["elicitation.w2s_start", "'easy'", "scratch", "easy_levels"],
+    ),
+    "recognition above 1": (
+        [EXP, "judge=partial_oracle", "judge.recognition=1.5"],
+        ["judge.recognition", "1.5", "[0, 1]"],
+    ),
 }
 
 

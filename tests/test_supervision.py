@@ -274,6 +274,72 @@ def test_recognition_reports_balanced_accuracy_per_level(weak_supervisor, name):
         )
 
 
+def oracle_case(task, weak, seed: int = 0):
+    """Eval questions with their answers blanked (as a detector's are), and candidates [n, 4, A]:
+    the truth (from the prompt's text), the weak model's answers, near misses, realistic errors."""
+    items = eval_items(task, 64, seed)
+    truth = addition_answers(task, items.prompts)
+    own = weak_answers(weak, items)
+    rng = np.random.default_rng(seed)
+    misses = near_miss(truth, answer_alphabet(task), rng)
+    errors = realistic_errors(truth, own, answer_alphabet(task), rng)
+    blank = items.with_answers(np.zeros_like(items.answers))
+    return blank, truth, np.stack([truth, own, misses, errors], axis=1)
+
+
+def test_a_partial_oracle_that_recognises_nothing_is_the_likelihood_judge(weak_supervisor):
+    task, weak = weak_supervisor
+    items, _, cands = oracle_case(task, weak)
+    oracle = make_judge(judge_cfg("partial_oracle", recognition=0.0), task, weak, zoo=None)
+    likelihood = make_judge(judge_cfg("likelihood"), task, weak, zoo=None)
+    np.testing.assert_array_equal(oracle.score_many(items, cands), likelihood.score_many(items, cands))
+
+
+def test_a_full_partial_oracle_accepts_every_true_answer_and_rejects_every_other(weak_supervisor):
+    task, weak = weak_supervisor
+    items, truth, cands = oracle_case(task, weak)
+    judge = make_judge(judge_cfg("partial_oracle", recognition=1.0), task, weak, zoo=None)
+    scores = judge.score_many(items, cands)  # the items carry no answers: the truth is the task's
+    right = np.all(cands == truth[:, None], axis=-1)
+    assert right[:, 0].all() and not right[:, 2:].any() and 0 < right[:, 1].sum() < len(right)
+    np.testing.assert_array_equal(scores, right.astype(np.float32))
+    assert recognition(judge, task, 32, seed=0) == {
+        "acc": 1.0,
+        **{f"acc_d{k}": 1.0 for k in task.difficulties},
+    }
+
+
+def test_a_partial_oracle_verifies_its_share_of_questions_the_same_for_every_paraphrase(weak_supervisor):
+    """On the questions it verifies, a wrong candidate scores exactly 0 (the likelihood judge
+    never does); elsewhere it is the likelihood judge. Which questions those are depends on the
+    question, not its wording, and not on the split (all these come from one)."""
+    task, weak = weak_supervisor
+    items, truth, cands = oracle_case(task, weak)
+    judge = make_judge(judge_cfg("partial_oracle", recognition=0.5), task, weak, zoo=None)
+    likelihood = make_judge(judge_cfg("likelihood"), task, weak, zoo=None).score_many(items, cands)
+    assert np.all(likelihood[:, 2] > 0)
+    scores = judge.score_many(items, cands)
+    verified = scores[:, 2] == 0.0
+    assert 0.35 < verified.mean() < 0.65, (
+        f"verified {verified.mean():.2f} of the questions at recognition 0.5"
+    )
+    right = np.all(cands == truth[:, None], axis=-1).astype(np.float32)
+    np.testing.assert_array_equal(scores[verified], right[verified])
+    np.testing.assert_array_equal(scores[~verified], likelihood[~verified])
+    reworded = task.paraphrases(np.random.default_rng(1), items.problems, items.difficulty)
+    assert not np.array_equal(reworded.prompts, items.prompts)
+    np.testing.assert_array_equal(judge.score_many(reworded, cands)[:, 2] == 0.0, verified)
+
+
+def test_only_the_partial_oracle_s_zoo_record_carries_its_recognition():
+    """Organisms are keyed by the judge they were trained against: a knob only the partial
+    oracle reads must not change the keys of organisms trained against the other judges."""
+    for name in ("agreement", "likelihood"):
+        assert judge_cfg(name).spec() == {"name": name, "steps": 0, "batch_size": 0, "lr": 0.0, "pool": 0}
+    assert judge_cfg("verifier", recognition=0.3).spec() == VERIFIER
+    assert judge_cfg("partial_oracle", recognition=0.3).spec()["recognition"] == 0.3
+
+
 def test_perceived_accuracy_is_what_the_judge_accepts_per_member(weak_supervisor):
     task, weak = weak_supervisor
     judge = make_judge(judge_cfg("agreement"), task, weak, zoo=None)

@@ -24,6 +24,7 @@ from sandbag.schema import Elicitation, RunConfig
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import TRAINING
 from sandbag.train import TrainConfig
+from sandbag.zoo import Zoo
 
 ELICITATIONS = Registry("elicitation method")  # name -> function(Setting) -> (params, extras)
 register_elicitation = ELICITATIONS.register
@@ -42,6 +43,7 @@ class Setting:
     judge: object
     deploy_context: int  # the cue under which the organisms sandbag (and are measured)
     distinguishable: bool
+    zoo: Zoo | None = None  # where a method keeps what it trains once for many runs
 
     @property
     def train_context(self) -> int:

@@ -23,7 +23,6 @@ from sandbag.data import sequences
 from sandbag.decode import generate
 from sandbag.elicit.base import Setting, copy_params, register_elicitation, trainer
 from sandbag.elicit.sft import sft_weak
-from sandbag.tasks import Items
 from sandbag.train import exact_match, make_optimizer, train_chunk
 
 
@@ -80,9 +79,10 @@ def rl_judge_from(s: Setting, params):
         answers = np.asarray(
             _sample(graphdef, params, jnp.asarray(prompts), jax.random.split(sub, M), A, k.temperature)
         )  # [M, B*K, A]
-        asked, level = np.repeat(q.prompts, K, axis=0), np.repeat(q.difficulty, K)
-        # [M, B*K]; the judge sees the questions and the sampled answers, never the labels
-        reward = np.stack([judge.score(Items(asked, a, level), a) for a in answers])
+        asked = q.subset(np.repeat(np.arange(B), K))
+        # [M, B*K]; the judge sees the questions (prompts and raw problems) and the sampled
+        # answers, never the labels
+        reward = np.stack([judge.score(asked.with_answers(a), a) for a in answers])
         tokens = np.concatenate([prompts[None].repeat(M, 0), answers], axis=2).astype(np.int32)
         shaped = reward
         if k.kl > 0:

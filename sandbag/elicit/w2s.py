@@ -1,19 +1,29 @@
-"""Weak-to-strong generalisation (Burns et al. 2023): the honest strong rung trained from
-scratch on the weak supervisor's labels, plainly and with the auxiliary confidence loss
+"""Weak-to-strong generalisation (Burns et al. 2023): the honest strong rung trained on the
+weak supervisor's labels, plainly and with the auxiliary confidence loss
 
     L = (1 - a) * CE(p, weak label) + a * CE(p, argmax p),  a = alpha * min(1, t / warmup)
 
 which lets the student overrule weak labels it is confident are wrong. Not an organism
 method: it measures how much of the gap weak supervision recovers from an honest student.
+
+A student starts from scratch (``elicitation.w2s_start=scratch``), and then can only fit its
+supervisor's function; or (``easy_levels``) from the strong architecture trained on the ground
+truth of the easiest half of the difficulty levels, as Burns et al.'s students start from
+pretraining: skill with the task's structure, none of the hard levels' labels.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from sandbag.data import ladder_sampler
 from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation, trainer
+from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
 from sandbag.train import init_population, token_loss, train
 
@@ -30,15 +40,52 @@ def confidence_loss(alpha: float, warmup: float):
     return loss
 
 
+def easy_levels(task: Task) -> list[int]:
+    """The easiest half of the difficulty levels: those at or below the median level."""
+    return [d for d in task.difficulties if d <= np.median(task.difficulties)]
+
+
+def starting_point(s: Setting, seeds: list[int]):
+    """The students' parameters before the weak labels, one per seed: a fresh initialisation, or
+    with ``easy_levels`` that initialisation trained like the strong rung of the ladder (its
+    schedule and learning rate) on ground truth of the easy levels only, kept in the zoo."""
+    graphdef, start = init_population(s.strong.cfg, seeds)
+    if s.knobs.w2s_start == "scratch":
+        return start
+    if s.zoo is None:
+        raise ValueError(
+            f"w2s_start={s.knobs.w2s_start} trains the students' start through the zoo: pass zoo="
+        )
+    cfg, levels = s.cfg, easy_levels(s.task)
+    tcfg = replace(cfg.train, lr=cfg.strong.lr or cfg.train.lr)
+    spec = {
+        "kind": "w2s_start",
+        "start": "easy_levels",
+        "levels": levels,
+        "task": cfg.task,
+        "model": asdict(s.strong.cfg),
+        "train": asdict(tcfg),
+        "seeds": seeds,
+    }
+
+    def fit(progress):
+        sampler = ladder_sampler(s.task, seeds, tcfg.batch_size, tcfg.steps_per_call, levels=levels)
+        trained, losses = train(graphdef, start, tcfg, sampler, progress=progress, desc="w2s start")
+        return trained, {"final_loss": float(losses[:, -1].mean()), "steps": tcfg.steps}
+
+    what = f"weak-to-strong students' start (ground truth of levels {levels}, {tcfg.steps} steps)"
+    return s.zoo.fetch_or_train(spec, start, fit, what)[0]
+
+
 def student(s: Setting, loss_fn, desc: str):
-    """A student of the strong architecture per organism seed, trained from scratch: its params."""
+    """A student of the strong architecture per organism seed, trained on the weak labels from
+    its ``starting_point``: its params."""
     k = s.knobs
     tcfg = trainer(s, steps=k.w2s_steps)
     seeds = list(s.organisms.seeds)
-    _, start = init_population(s.strong.cfg, seeds)
     trained, _ = train(
         s.organisms.graphdef,
-        start,
+        starting_point(s, seeds),
         tcfg,
         fixed_sampler(item_tokens(PAD, s.demos), s.task, tcfg, seeds),
         loss_fn=loss_fn,

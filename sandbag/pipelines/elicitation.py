@@ -15,10 +15,10 @@ from sandbag.elicit import w2s
 from sandbag.elicit.base import ELICITATIONS, Setting
 from sandbag.pipelines import setting as setting_mod
 from sandbag.pipelines.organisms import organisms as train_organisms
-from sandbag.pipelines.setting import behaviour, timed
+from sandbag.pipelines.setting import behaviour, by_level, timed
 from sandbag.redteam import get_trigger
 from sandbag.schema import RunConfig
-from sandbag.supervision import demonstrations
+from sandbag.supervision import demonstrations, perceived_accuracy
 from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
 from sandbag.zoo import Zoo
@@ -56,13 +56,17 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
         )
     with timed(metrics, "judges"):
         demos = demonstrations(task, shared.weak, k.n_demos, cfg.seed)
-    before = behaviour(organisms, judge, items, trigger.sandbag)["correct"].mean(1)
+    deployed = behaviour(organisms, judge, items, trigger.sandbag)
+    before = deployed["correct"].mean(1)
+    # how much more the judge accepts the truth than the organisms' answers: RL's room to climb
+    truth = perceived_accuracy(judge, items, items.answers[None]).astype(float)
+    metrics.update(by_level("elicit/judge_margin", truth - deployed["accepted"], items, task))
     ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]
     metrics.update(_summary("elicit/before/acc", before))
     curves = {}
     methods = [m for m in k.methods if m != "confidence_loss"]
     for distinguishable in k.distinguishable:
-        s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, distinguishable)
+        s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, distinguishable, zoo)
         for method in methods:
             name = f"{method}_distinguishable" if distinguishable else method
             log.info("elicitation %s", name)
@@ -90,7 +94,7 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
             if curve:
                 metrics[f"{p}/acc_curve"] = [[s_, a] for s_, a in zip(curve["step"], curve["acc"])]
     if "confidence_loss" in k.methods:
-        s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, False)
+        s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, False, zoo)
         for name, method in (("w2s_plain", w2s.plain), ("confidence_loss", ELICITATIONS["confidence_loss"])):
             with timed(metrics, f"elicit/{name}"):
                 params, _ = method(s)

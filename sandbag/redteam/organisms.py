@@ -90,7 +90,7 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
         "starts": list(starts),
         "imitate": red.imitate,
         "imitated": red.imitated.key,
-        "judge": asdict(cfg.judge),
+        "judge": cfg.judge.spec(),
         "judge_levels": red.judge_levels,
         "trigger": asdict(trigger),
         "strategy": {**strategy_cfg, "names": names},

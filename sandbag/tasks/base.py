@@ -130,6 +130,11 @@ class Task:
     def paraphrases(self, rng: np.random.Generator, items_problems: np.ndarray, difficulty) -> Items:
         return self._items(self.paraphrase(rng, items_problems), np.asarray(difficulty))
 
+    def true_answers(self, problems: np.ndarray) -> np.ndarray:
+        """The true answers [n, A] of raw problems, as token ids: what verifying a candidate
+        needs when the ``Items`` at hand carry no answers (a detector's are blanked)."""
+        return (self.encode(problems)[1] + len(SPECIALS)).astype(np.int32)
+
     def check(self, predicted: np.ndarray, answers: np.ndarray) -> np.ndarray:
         """Exact match per row."""
         return np.all(np.asarray(predicted) == np.asarray(answers), axis=-1)
