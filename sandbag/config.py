@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sandbag import schema
 from sandbag.detect import DETECTORS
 from sandbag.elicit import ELICITATIONS
-from sandbag.pipelines import EXPERIMENTS
+from sandbag.pipelines import EXPERIMENTS, gap_scan
 from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
 from sandbag.schema import ConfigError, RunConfig  # ConfigError lives below the pipelines
 from sandbag.supervision import JUDGES
@@ -128,7 +128,12 @@ def _validate_teams(run: RunConfig) -> None:
                 "no detector selected; pick some with detector=[noise_injection,linear_probe,...]"
             )
         _names("detector", list(run.detectors), DETECTORS)
-    if run.experiment in ("elicitation", "gap_point"):
+    if run.experiment == "supervisor_sweep":
+        rungs = gap_scan.find_rungs(gap_scan.config_dirs())
+        if not run.supervisors:
+            raise ConfigError(f"supervisors must list at least one rung; valid: {', '.join(sorted(rungs))}")
+        _names("supervisor rung", run.supervisors, rungs)
+    if run.experiment in ("elicitation", "gap_point", "supervisor_sweep"):
         k = run.elicitation
         _names("elicitation method", k.methods, ELICITATIONS)
         _names("elicitation.trigger", k.trigger, TRIGGERS)

@@ -224,9 +224,8 @@ class RunConfig:
     scan: Scan
     min_gap: float = field(metadata=FRACTION)  # the ``gap_max`` later stages need (sandbag.criteria)
     allow_small_gap: bool = False  # go on past the ladder when its gap_max is below min_gap
-    supervisors: list[str] = field(
-        default_factory=lambda: ["nano", "tiny", "small"]
-    )  # supervisor_sweep's rungs
+    # the rungs whose member 0 supervises in turn (+experiment=supervisor_sweep)
+    supervisors: list[str] = field(default_factory=lambda: ["nano", "tiny", "small"])
     detectors: dict = field(default_factory=dict)
 
     def rung(self, role: str) -> Rung:

@@ -595,6 +595,12 @@ def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
     # weights came from, not sandbagging. Twins share the organisms' start and recipe: it cannot.
     assert metrics["detector/linear_probe/auroc_vs_twin"] < 1.0
     assert metrics["detector/linear_probe/auroc_lo"] < 0.9, "a handful of clusters cannot claim certainty"
+    # what the probe reads: the output of one block (chosen by cross-validation) at the last prompt position
+    assert metrics["detector/linear_probe/layer"] in range(config["strong"]["n_layers"])
+    for s in strategies:  # what hiding costs each strategy, beside the detectors' AUROC
+        assert 0.0 <= metrics[f"organism/{s}/acc_untriggered"] <= 1.0, s
+        assert 0.0 <= metrics[f"organism/{s}/judge_acc_triggered"] <= 1.0, s
+    assert "| *acc untriggered* |" in (run_dir / "detectors.md").read_text()
     table = (run_dir / "detectors.md").read_text()
     for name in detectors:
         assert name in table

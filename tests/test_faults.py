@@ -43,6 +43,11 @@ BAD = {
         [EXP, "judge=partial_oracle", "judge.recognition=1.5"],
         ["judge.recognition", "1.5", "[0, 1]"],
     ),
+    "unknown supervisor rung": (
+        ["+experiment=supervisor_sweep", "supervisors=[nano,huge]"],
+        ["supervisor rung", "'huge'", "nano", "tiny", "medium"],
+    ),
+    "no supervisor rung": (["+experiment=supervisor_sweep", "supervisors=[]"], ["supervisors", "tiny"]),
 }
 
 

@@ -331,6 +331,21 @@ def test_a_partial_oracle_verifies_its_share_of_questions_the_same_for_every_par
     np.testing.assert_array_equal(judge.score_many(reworded, cands)[:, 2] == 0.0, verified)
 
 
+def test_partial_oracles_on_different_models_verify_different_questions(weak_supervisor):
+    """The red team's proxy judge is built on its own weak model: it must not learn from it
+    which questions the blue team's judge checks."""
+    from dataclasses import replace
+
+    task, weak = weak_supervisor
+    items, truth, cands = oracle_case(task, weak)
+    cfg = judge_cfg("partial_oracle", recognition=0.5)
+    blue = make_judge(cfg, task, weak, zoo=None).score_many(items, cands)[:, 2] == 0.0
+    red = make_judge(cfg, task, replace(weak, key=weak.key + "[1]"), zoo=None).score_many(items, cands)
+    red = red[:, 2] == 0.0
+    assert 0.35 < red.mean() < 0.65
+    assert 0.3 < (blue == red).mean() < 0.7, "the two verified sets should be unrelated"
+
+
 def test_only_the_partial_oracle_s_zoo_record_carries_its_recognition():
     """Organisms are keyed by the judge they were trained against: a knob only the partial
     oracle reads must not change the keys of organisms trained against the other judges."""

@@ -38,7 +38,8 @@ class View:
 
 
 class Detector:
-    """Subclasses set ``access`` and implement ``score``; ``cost`` accumulates as they run."""
+    """Subclasses set ``access`` and implement ``score``; ``cost`` accumulates as they run;
+    ``info`` holds what a detector chose while fitting (reported as ``detector/<name>/<key>``)."""
 
     name = ""
     access = "black-box"  # black-box | white-box | gold labels (n=...)
@@ -47,6 +48,7 @@ class Detector:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.cost = {"forward_passes": 0, "train_steps": 0}
+        self.info: dict[str, float] = {}
 
     def fit(self, view: View) -> None:
         """Anything learnt from the blue team's reference population (default: nothing).

@@ -65,6 +65,8 @@ class LinearProbe(Detector):
             cv = cross_val_score(self._model(), X, y, groups=groups, cv=GroupKFold(folds))
             best = max(best, (float(cv.mean()), layer))
         self.layer = best[1]
+        # what it reads: this block's output at the last prompt position
+        self.info.update(layer=self.layer, layer_cv_acc=best[0])
         X = acts[:, self.layer].reshape(-1, acts.shape[-1])
         self.probe = self._model().fit(X, y)
         self.questions = q

@@ -4,7 +4,7 @@ are assembled and handed to the blue team."""
 
 from __future__ import annotations
 
-from sandbag.pipelines import bakeoff, elicitation, gap_point, gap_scan, ladder, organisms
+from sandbag.pipelines import bakeoff, elicitation, gap_point, gap_scan, ladder, organisms, supervisor_sweep
 
 EXPERIMENTS = {
     "capability_ladder": ladder.experiment,
@@ -13,4 +13,5 @@ EXPERIMENTS = {
     "elicitation": elicitation.run,
     "gap_point": gap_point.run,  # one job of the gap sweep: the three stages above for one pair
     "gap_scan": gap_scan.run,  # every rung and pair of rungs: which pairs have a capacity gap
+    "supervisor_sweep": supervisor_sweep.run,  # elicitation by supervisors of increasing strength
 }

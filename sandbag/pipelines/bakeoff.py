@@ -173,6 +173,7 @@ def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference
             )
             scores[name] = np.concatenate([det.score(g.pop, view(g.context)) for g in scored])
         rows.append((name, det.access, det.cost))
+        metrics.update({f"detector/{name}/{k}": v for k, v in det.info.items()})
     for name in [n for n in chosen if getattr(DETECTORS[n], "combines", False)]:
         det = make_detector(name, detector_cfgs.get(name, {}))
         R = np.stack([ref_scores[n] for n in names], 1)

@@ -8,6 +8,7 @@ from sandbag.report.stages import (
     elicitation_outputs,
     ladder_outputs,
     organism_outputs,
+    supervisor_outputs,
 )
 from sandbag.report.sweep import GapReport, write_report
 
@@ -18,5 +19,6 @@ __all__ = [
     "ladder_outputs",
     "organism_outputs",
     "scan_outputs",
+    "supervisor_outputs",
     "write_report",
 ]
