@@ -15,6 +15,7 @@ Prints one line per criterion with the measured numbers; exits 1 if any fails.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -89,4 +90,11 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="a run's results.json")
+    args = parser.parse_args()
+    try:
+        sys.exit(main(args.results))
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        print(f"error: {args.results}: not a readable results.json ({e})", file=sys.stderr)
+        sys.exit(2)

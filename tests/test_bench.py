@@ -1,4 +1,5 @@
-"""The throughput benchmark runs end to end and writes positive rates for every section."""
+"""The benchmarks and experiment scripts: bench_train runs end to end with positive rates;
+bench_pipeline tables stage times and speedups; check_criteria reads a run or refuses in one line."""
 
 import json
 import os
@@ -45,3 +46,42 @@ def test_quick_benchmark_writes_positive_rates(tmp_path):
     for p in res["population"]:
         assert p["vmap_member_steps_per_s"] > 0 and p["serial_member_steps_per_s"] > 0 and p["speedup"] > 0
     assert "tiny" in proc.stdout  # the table is printed too
+
+
+PIPELINE = Path(__file__).resolve().parents[1] / "experiments" / "bench_pipeline.py"
+
+
+def test_the_pipeline_benchmark_tables_each_stage_and_the_speedup(tmp_path):
+    def finished(name, times, wall):
+        d = tmp_path / name
+        d.mkdir()
+        metrics = {f"time/{k}_s": v for k, v in times.items()} | {"wall_time_s": wall, "weak/acc": 0.5}
+        (d / "results.json").write_text(json.dumps({"metrics": metrics}))
+        return d
+
+    now = finished("now", {"ladder": 10.0, "organisms": 30.0}, 50.0)
+    before = finished("before", {"ladder": 10.0, "organisms": 90.0}, 110.0)
+    out = tmp_path / "t.json"
+    cmd = [sys.executable, str(PIPELINE), "--from", str(now), "--baseline", str(before), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
+    assert rows["organisms"].split("|")[2:6] == [" 30.0 ", " 60% ", " 90.0 ", " 3.00x "]
+    assert rows["total"].split("|")[5] == " 2.20x "
+    assert list(rows)[1:] == ["organisms", "ladder", "total"], "largest stage first"
+    assert json.loads(out.read_text())["baseline"]["organisms"] == 90.0
+
+    proc = subprocess.run(
+        [sys.executable, str(PIPELINE), "--from", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+def test_check_criteria_has_help_and_refuses_a_missing_file_in_one_line(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "experiments" / "check_criteria.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "results.json" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "nope.json")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
