@@ -13,7 +13,10 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from sandbag import report, seeds
+from sandbag.decode import answers_of
 from sandbag.elicit.base import ELICITATIONS, Setting
 from sandbag.pipelines import gap_scan, ladder
 from sandbag.pipelines import setting as setting_mod
@@ -59,8 +62,8 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
         with timed(metrics, f"supervisor/{name}/judge"):
             judge = make_judge(cfg.judge, task, rung, zoo)
             demos = demonstrations(task, rung, k.n_demos, cfg.seed)
-            sup = behaviour(rung.member(0), judge, items, PAD)
-        metrics[f"{p}/acc"] = acc = float(sup["correct"].mean())
+            answers = answers_of(rung.member(0), items, PAD)  # the supervisor answers plainly
+        metrics[f"{p}/acc"] = acc = float(np.all(answers == items.answers[None], axis=-1).mean())
         metrics[f"{p}/params"] = rung.n_params
         s = Setting(cfg, task, organisms, demos, shared.strong, judge, trigger.sandbag, False)
         for method in methods:

@@ -122,10 +122,14 @@ class Task:
                 return self._items(out, want)
         raise RuntimeError(f"task {self.name}: could not draw {split} items at {difficulty}")
 
-    def _items(self, problems: np.ndarray, difficulty: np.ndarray) -> Items:
+    def _tokens(self, problems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prompts, answers) of raw problems as token ids, after the special tokens."""
         p, a = self.encode(problems)
         off = len(SPECIALS)
-        return Items((p + off).astype(np.int32), (a + off).astype(np.int32), np.asarray(difficulty), problems)
+        return (p + off).astype(np.int32), (a + off).astype(np.int32)
+
+    def _items(self, problems: np.ndarray, difficulty: np.ndarray) -> Items:
+        return Items(*self._tokens(problems), np.asarray(difficulty), problems)
 
     def paraphrases(self, rng: np.random.Generator, items_problems: np.ndarray, difficulty) -> Items:
         return self._items(self.paraphrase(rng, items_problems), np.asarray(difficulty))
@@ -133,7 +137,7 @@ class Task:
     def true_answers(self, problems: np.ndarray) -> np.ndarray:
         """The true answers [n, A] of raw problems, as token ids: what verifying a candidate
         needs when the ``Items`` at hand carry no answers (a detector's are blanked)."""
-        return (self.encode(problems)[1] + len(SPECIALS)).astype(np.int32)
+        return self._tokens(problems)[1]
 
     def check(self, predicted: np.ndarray, answers: np.ndarray) -> np.ndarray:
         """Exact match per row."""
