@@ -343,6 +343,12 @@ def test_the_rl_judge_sees_only_questions_and_sampled_answers(base, trainer_inpu
     curve = extras["curve"]
     assert len(curve["step"]) == len(curve["judge_reward"]) == len(curve["acc"]) >= 1
     assert all(0.0 <= r <= 1.0 for r in curve["judge_reward"] + curve["acc"])
+    # the diagnostic share of sampled answers that were true, at each evaluated step
+    assert len(curve["sampled_true"]) == len(curve["step"])
+    for step, share in zip(curve["step"], curve["sampled_true"]):
+        tokens = steps[step][0][:, 0]
+        truth = addition_answers(task, tokens[0, :, 1 : 1 + P])
+        assert share == pytest.approx(np.all(tokens[:, :, -A:] == truth[None], -1).mean()), step
 
 
 # -- methods leave the organisms intact -----------------------------------------------------
@@ -622,6 +628,9 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
             )
             lo, hi, mid = (metrics[f"{p}/recovery{k}"] for k in ("_lo", "_hi", ""))
             assert math.isnan(mid) or (lo <= mid <= hi), (name, lo, mid, hi)
+            if "rl" in m:  # how often RL sampled the truth, at its first and last step
+                check_metric(metrics, f"{p}/sampled_true_start")
+                check_metric(metrics, f"{p}/sampled_true_end")
             curve = metrics[f"{p}/acc_curve"]  # accuracy along training: [[step, acc], ...]
             assert curve and all(0.0 <= a <= 1.0 for _, a in curve), (name, curve)
             assert [s for s, _ in curve] == sorted(s for s, _ in curve)

@@ -68,7 +68,9 @@ def rl_judge_from(s: Setting, params):
     key = jax.random.key(s.cfg.seed)
     eval_set = s.task.generate(rng, 512, rng.choice(task.difficulties, size=512), "eval")
     eval_tokens = sequences(s.deploy_context, eval_set.prompts, eval_set.answers)
-    curve = {"step": [], "judge_reward": [], "acc": []}
+    # sampled_true: the share of sampled answers that are true (a diagnostic read from the
+    # labels after the step; the policy never sees it): what the reward could reinforce
+    curve = {"step": [], "judge_reward": [], "acc": [], "sampled_true": []}
     weights_mask = np.zeros((M, B * K, task.seq_len - 1), np.float32)
     for step in range(steps):
         q = task.generate(rng, B, rng.choice(task.difficulties, size=B), "demo")
@@ -100,6 +102,7 @@ def rl_judge_from(s: Setting, params):
         if step % k.eval_every == 0 or step == steps - 1:
             curve["step"].append(step)
             curve["judge_reward"].append(float(reward.mean()))
+            curve["sampled_true"].append(float(np.all(answers == asked.answers[None], -1).mean()))
             curve["acc"].append(float(exact_match(graphdef, params, eval_tokens, A).mean()))
     return params, {"curve": curve}
 
