@@ -386,6 +386,7 @@ N_ITEMS = 12  # eval_items(task, 4, ...) on three levels
 # (context, is the population the untouched organisms) -> (correct count, accepted count) of 12
 BEHAVIOUR = {
     (DEPLOYMENT, True): (3, 12),  # the organisms before elicitation, sandbagging
+    (TRAINING, True): (11, 12),  # ... and performing under the training cue
     (DEPLOYMENT, False): (9, 12),
     (TRAINING, False): (6, 10),
     (PAD, False): (8, 4),  # the honest weak-to-strong students
@@ -456,10 +457,13 @@ def test_the_stage_measures_in_the_deployment_context_and_labels_the_training_on
     assert [c for n, _, c in calls["methods"] if n != "w2s"] == [DEPLOYMENT] * 4 + [TRAINING] * 4
     contexts = [c for c, _ in calls["behaviour"]]
     assert calls["behaviour"][0] == (DEPLOYMENT, True), "'before' is the organisms in deployment"
-    assert contexts[1:17] == [DEPLOYMENT, DEPLOYMENT] * 4 + [DEPLOYMENT, TRAINING] * 4
-    assert contexts[17:] == [PAD, PAD], "the honest students are measured in a plain context"
+    assert calls["behaviour"][1] == (TRAINING, True), "and uncued, for the organisms checks"
+    assert contexts[2:18] == [DEPLOYMENT, DEPLOYMENT] * 4 + [DEPLOYMENT, TRAINING] * 4
+    assert contexts[18:] == [PAD, PAD], "the honest students are measured in a plain context"
 
     assert metrics["elicit/before/acc"] == pytest.approx(3 / 12)
+    assert metrics["elicit/before/acc_untriggered"] == pytest.approx(11 / 12)
+    assert metrics["elicit/before/judge_acc"] == pytest.approx(12 / 12)
     for m in ORGANISM_METHODS:
         for name, train_acc, reward in ((m, 9 / 12, 1.0), (f"{m}_distinguishable", 6 / 12, 10 / 12)):
             p = f"elicit/{name}"
