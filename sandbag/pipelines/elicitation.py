@@ -82,7 +82,9 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     metrics.update(summary("elicit/before/acc", before))
     # the organisms checks, on the organisms elicitation starts from: skill kept when not
     # cued, the judge fooled when cued (perceived accuracy against the honest ceiling's)
-    metrics["elicit/before/acc_untriggered"] = float(behaviour(organisms, judge, items, trigger.perform)["correct"].mean())
+    metrics["elicit/before/acc_untriggered"] = float(
+        behaviour(organisms, judge, items, trigger.perform)["correct"].mean()
+    )
     metrics["elicit/before/judge_acc"] = float(deployed["accepted"].mean())
     curves = {}
     methods = [m for m in k.methods if m != "confidence_loss"]
