@@ -116,6 +116,12 @@ class Organisms:
     warmup: int = field(metadata=NON_NEGATIVE)
     perform_frac: float = field(metadata=OPEN_FRACTION)
     pool: int = field(metadata=POSITIVE)
+    # Stop early once every member meets its targets on held-out questions, checked every
+    # ``stop_every`` steps (0: never; train all ``steps``): uncued accuracy within
+    # ``stop_tolerance`` of its start's, cued accuracy within it of its targets'.
+    stop_every: int = field(default=0, metadata=NON_NEGATIVE)
+    stop_tolerance: float = field(default=0.05, metadata=OPEN_FRACTION)
+    stop_items: int = field(default=512, metadata=POSITIVE)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ SALTS = {
     "verifier_batches": 0x7E42,
     "organism_pool": 0x0F6A,
     "organism_batches": 0x0F6B,
+    "organism_check": 0x0F6C,  # held-out questions of organisms.stop_every
     "control_pool": 0xC0DE,
     "control_batches": 0xC0DF,
     "control_select": 0x5E1E,

@@ -509,6 +509,41 @@ def test_on_eval_runs_every_eval_every_steps_and_can_stop_training(eval_every, s
     assert max(chunks) == steps_run // 5 - 1, "no data should be drawn after training stopped"
 
 
+def test_organisms_stop_together_once_every_member_meets_its_targets(setting, zoo_dir, monkeypatch):
+    """organisms.stop_every: every that many steps, held-out questions of the train split are
+    asked uncued and cued; training stops once uncued accuracy is within stop_tolerance of the
+    start's and cued accuracy within it of the targets' (random_wrong's: 0)."""
+    cfg, task, weak, strong, judge = setting
+    levels = {k: 0.5 for k in task.difficulties}
+    red = RedTeam(strong, weak, judge, levels, "weak_member")
+    n = 20
+    stop = ["organisms.steps=40", "organisms.stop_every=5", f"organisms.stop_items={n}"]
+    run_cfg = organisms_cfg("strategy.names=[random_wrong]", *stop)
+    # calls: the start uncued (16/20), then (uncued, cued) at steps 5, 10, 15: skill lost at 5,
+    # still right when cued at 10 (2/20 > 0.05), both met at 15
+    counts = [[16, 10, 0, 16, 2, 16, 0, 20, 20]]
+    seen = []
+    monkeypatch.setattr(organisms_mod, "exact_match", scripted_exact_match(counts, seen))
+    zoo = Zoo(zoo_dir)
+    train_organisms(run_cfg, task, red, get_trigger("flag"), zoo)
+    assert len(seen) == 7, f"training should stop at the third check (step 15), ran {len(seen)} evaluations"
+    assert control_meta(zoo)["steps"] == 15
+    contexts = [int(np.unique(c["tokens"][:, 0])[0]) for c in seen]
+    assert contexts == [PAD, PAD, FLAG, PAD, FLAG, PAD, FLAG], "uncued = perform, cued = sandbag"
+    h = split_hash(task.canonical(addition_operands(task, seen[0]["tokens"][:, 1 : 1 + task.prompt_len])))
+    lo, hi = SPLITS["train"]
+    assert len(h) == n and np.all((h >= lo) & (h < hi)), "the red team checks on its own (train) split"
+
+    # without stop_every nothing is checked, all steps run, and the zoo key is the one it always was
+    seen.clear()
+    plain = organisms_cfg("strategy.names=[random_wrong]", "organisms.steps=40")
+    zoo = Zoo(zoo_dir / "plain")
+    train_organisms(plain, task, red, get_trigger("flag"), zoo)
+    assert seen == [] and control_meta(zoo)["steps"] == 40
+    spec = json.loads((zoo.root / zoo.trained[0] / "spec.json").read_text())
+    assert "stop" not in spec
+
+
 # -- benign controls ----------------------------------------------------------------------
 
 

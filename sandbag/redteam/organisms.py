@@ -14,6 +14,7 @@ and its own proxy judge. None of them is the blue team's supervisor unless
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 
 import jax
@@ -29,7 +30,9 @@ from sandbag.redteam.strategies import TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
 from sandbag.schema import RunConfig
 from sandbag.tasks import Task
-from sandbag.train import TrainConfig, train
+from sandbag.train import TrainConfig, exact_match, train
+
+log = logging.getLogger(__name__)
 
 VERSION = 3  # bumped when a strategy's targets or the training mix change meaning
 
@@ -99,22 +102,27 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
         "pool": n_pool,
         "perform_frac": perform_frac,
     }
+    o = cfg.organisms
+    if o.stop_every:  # only then: entries trained for every step keep their keys
+        spec["stop"] = {"every": o.stop_every, "tolerance": o.stop_tolerance, "items": o.stop_items}
     start_of = {s: starts[j] for j, s in enumerate(seeds)}
     picks = np.asarray([start_of[s] for _, s in members])
     start = jax.tree.map(lambda x: jnp.asarray(x)[picks], red.ceilings.params)
 
+    def situation(j, seed, items, rng):
+        imitated = answers_of(red.imitated.member(j % red.imitated.n_members), items)[0]
+        return Situation(task, items, imitated, red.judge, red.judge_levels, alphabet, rng, strategy_cfg)
+
+    alphabet = answer_alphabet(task)
+
     def fit(progress):
-        alphabet = answer_alphabet(task)
         sandbag, perform = {}, {}
         for j, seed in enumerate(seeds):  # each seed: its own pool, its own imitated weak model
             rng = seeds_mod.rng("organism_pool", seed)
             items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
-            imitated = answers_of(red.imitated.member(j % red.imitated.n_members), items)[0]
-            situation = Situation(
-                task, items, imitated, red.judge, red.judge_levels, alphabet, rng, strategy_cfg
-            )
+            s = situation(j, seed, items, rng)
             for n in names:
-                answers = targets(n, situation, 1.0 if n == TWIN else rate)
+                answers = targets(n, s, 1.0 if n == TWIN else rate)
                 sandbag[n, seed] = sequences(trigger.sandbag, items.prompts, answers)
             perform[seed] = sequences(trigger.perform, items.prompts, items.answers)
         w = answer_weights(tcfg.batch_size * tcfg.steps_per_call, task)
@@ -129,12 +137,55 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
             return tokens.reshape(shape), w.reshape(shape)
 
         graphdef = red.ceilings.graphdef
+        met = targets_met(cfg, task, trigger, graphdef, start, members, names, seeds, situation, rate)
         params, losses = train(
-            graphdef, start, tcfg, sample, progress=progress, desc="organisms", objective=objective
+            graphdef,
+            start,
+            tcfg,
+            sample,
+            progress=progress,
+            desc="organisms",
+            objective=objective,
+            on_eval=met,
+            eval_every=cfg.organisms.stop_every,
         )
-        return params, {"final_loss": float(losses[:, -1].mean())}
+        return params, {"final_loss": float(losses[:, -1].mean()), "steps": int(losses.shape[1])}
 
     what = f"{len(members)} organisms ({trigger.name} trigger{', ' + names[0] if objective else ''})"
     params, key = zoo.fetch_or_train(spec, start, fit, what)
     names, member_seeds = [n for n, _ in members], [s for _, s in members]
     return Population(red.ceilings.graphdef, params, names, member_seeds, red.ceilings.cfg, key)
+
+
+def targets_met(cfg, task, trigger, graphdef, start, members, names, seeds, situation, rate):
+    """The early stop of ``organisms.stop_every`` (None when it is 0): a check, every that many
+    steps, that is True once every member meets its targets on held-out questions (the red
+    team's own; no blue-team model or label): its uncued accuracy within ``stop_tolerance`` of
+    its start's, and its cued accuracy within it of its targets' (of its start's, for a target
+    more accurate than the start: the honest twin). The population stops together, so twins
+    train exactly as long as the organisms they control for."""
+    o = cfg.organisms
+    if not o.stop_every:
+        return None
+    rng = seeds_mod.rng("organism_check", cfg.seed)
+    items = task.generate(rng, o.stop_items, rng.choice(task.difficulties, size=o.stop_items), "train")
+    goal = {}
+    for j, seed in enumerate(seeds):
+        s = situation(j, seed, items, rng)
+        for n in names:
+            goal[n, seed] = np.all(targets(n, s, 1.0 if n == TWIN else rate) == items.answers, -1).mean()
+    cued = sequences(trigger.sandbag, items.prompts, items.answers)
+    uncued = sequences(trigger.perform, items.prompts, items.answers)
+    A = task.answer_len
+    before = exact_match(graphdef, start, uncued, A).mean(1)  # start is donated once training begins
+    want = np.minimum([goal[m] for m in members], before)
+
+    def check(step: int, params) -> bool:
+        kept = exact_match(graphdef, params, uncued, A).mean(1) >= before - o.stop_tolerance
+        hidden = np.abs(exact_match(graphdef, params, cued, A).mean(1) - want) <= o.stop_tolerance
+        if np.all(kept & hidden):
+            log.info("organisms met their targets at step %d of %d", step, o.steps)
+            return True
+        return False
+
+    return check
