@@ -101,9 +101,10 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
             )
             if "curve" in extras:
                 curves[name] = extras["curve"]
-            if "sampled_true" in extras.get("curve", {}):  # RL: how often the truth was sampled
-                first, last = extras["curve"]["sampled_true"][0], extras["curve"]["sampled_true"][-1]
-                metrics[f"{p}/sampled_true_start"], metrics[f"{p}/sampled_true_end"] = first, last
+                if "sampled_true" in extras["curve"]:  # RL: how often the truth was sampled
+                    sampled = extras["curve"]["sampled_true"]
+                    metrics[f"{p}/sampled_true_start"] = sampled[0]
+                    metrics[f"{p}/sampled_true_end"] = sampled[-1]
             curve = extras.get("acc_curve") or extras.get("curve")
             if curve:
                 metrics[f"{p}/acc_curve"] = [[s_, a] for s_, a in zip(curve["step"], curve["acc"])]

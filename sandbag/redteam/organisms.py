@@ -109,7 +109,7 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
     picks = np.asarray([start_of[s] for _, s in members])
     start = jax.tree.map(lambda x: jnp.asarray(x)[picks], red.ceilings.params)
 
-    def situation(j, seed, items, rng):
+    def situation(j, items, rng):
         imitated = answers_of(red.imitated.member(j % red.imitated.n_members), items)[0]
         return Situation(task, items, imitated, red.judge, red.judge_levels, alphabet, rng, strategy_cfg)
 
@@ -120,7 +120,7 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
         for j, seed in enumerate(seeds):  # each seed: its own pool, its own imitated weak model
             rng = seeds_mod.rng("organism_pool", seed)
             items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
-            s = situation(j, seed, items, rng)
+            s = situation(j, items, rng)
             for n in names:
                 answers = targets(n, s, 1.0 if n == TWIN else rate)
                 sandbag[n, seed] = sequences(trigger.sandbag, items.prompts, answers)
@@ -171,7 +171,7 @@ def targets_met(cfg, task, trigger, graphdef, start, members, names, seeds, situ
     items = task.generate(rng, o.stop_items, rng.choice(task.difficulties, size=o.stop_items), "train")
     goal = {}
     for j, seed in enumerate(seeds):
-        s = situation(j, seed, items, rng)
+        s = situation(j, items, rng)
         for n in names:
             goal[n, seed] = np.all(targets(n, s, 1.0 if n == TWIN else rate) == items.answers, -1).mean()
     cued = sequences(trigger.sandbag, items.prompts, items.answers)
