@@ -45,6 +45,20 @@ def write_results(out_dir: Path, cfg: DictConfig, metrics: dict) -> Path:
     return path
 
 
+def use_compile_cache(path: str | None) -> None:
+    """Keep every compiled program on disk, however quick its compilation: at the sizes this
+    sandbox trains on a CPU, compiling takes longer than running, and a rerun, the next job of a
+    sweep or the next gap point compiles the same programs. An explicit
+    ``JAX_COMPILATION_CACHE_DIR`` wins; an empty ``path`` leaves the cache off."""
+    if not path or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
 def execute(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the experiment named by ``cfg.experiment`` and write its outputs into ``out_dir``."""
     if cfg.get("distributed"):
@@ -52,6 +66,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
 
         # Before anything else touches JAX: jax.devices() then spans every host (sandbag/parallel.py).
         jax.distributed.initialize()
+    use_compile_cache(cfg.zoo.get("compile_cache"))
     run_cfg, task = config_mod.load(cfg)
     zoo = Zoo(cfg.zoo.dir)
     tracker = make_tracker(

@@ -10,6 +10,17 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["TQDM_DISABLE"] = "1"
+# One compilation cache for the session, shared with every CLI subprocess: most tests compile
+# the same few programs, and compiling them is most of a test's time. Fresh per session.
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="sandbag-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # The tests' own task, ``addition`` (tests/addition_task.py), is a user task: importable in every
 # CLI subprocess, selected there with ADDITION below.
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))

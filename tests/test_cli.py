@@ -152,3 +152,24 @@ def test_an_external_task_runs_end_to_end(tmp_path, copy3_module):
     assert {f"weak/acc_d{k}" for k in (1, 2, 3)} <= metrics.keys()
     assert "weak/acc_d4" not in metrics
     assert "task copy3" in log_of(proc, run_dir)
+
+
+@pytest.mark.parametrize("path_given", [True, False], ids=["a path keeps programs", "empty turns it off"])
+def test_the_compile_cache_keeps_compiled_programs_where_zoo_compile_cache_says(tmp_path, path_given):
+    """``zoo.compile_cache`` is where ``python -m sandbag.run`` keeps XLA's compiled programs,
+    however quick their compilation; '' keeps none."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "jax"
+    code = (
+        "import sys; from sandbag.run import use_compile_cache; use_compile_cache(sys.argv[1]);"
+        "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
+    env.pop("JAX_COMPILATION_CACHE_DIR")
+    arg = str(cache) if path_given else ""
+    subprocess.run([sys.executable, "-c", code, arg], env=env, check=True, cwd=tmp_path)
+    kept = list(cache.iterdir()) if cache.exists() else []
+    assert bool(kept) == path_given, kept
