@@ -10,15 +10,13 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["TQDM_DISABLE"] = "1"
-# One compilation cache for the session, shared with every CLI subprocess: most tests compile
-# the same few programs, and compiling them is most of a test's time. Fresh per session.
-if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    import atexit
-    import shutil
-    import tempfile
-
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="sandbag-jax-cache-")
-    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
+# Compiled programs are kept where a run keeps them (conf/config.yaml: zoo.compile_cache), and
+# shared with every CLI subprocess: compiling is most of a test's time, so a second run of the
+# suite loads what the first compiled. A cache only: results are the same without it.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.environ.get("SANDBAG_COMPILE_CACHE") or os.path.expanduser("~/.cache/sandbag/jax"),
+)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # The tests' own task, ``addition`` (tests/addition_task.py), is a user task: importable in every

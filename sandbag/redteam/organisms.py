@@ -183,9 +183,11 @@ def targets_met(cfg, task, trigger, graphdef, start, members, names, seeds, situ
     def check(step: int, params) -> bool:
         kept = exact_match(graphdef, params, uncued, A).mean(1) >= before - o.stop_tolerance
         hidden = np.abs(exact_match(graphdef, params, cued, A).mean(1) - want) <= o.stop_tolerance
-        if np.all(kept & hidden):
+        done = kept & hidden
+        if done.all():
             log.info("organisms met their targets at step %d of %d", step, o.steps)
             return True
+        log.info("step %d: %d of %d organisms meet their targets", step, done.sum(), len(done))
         return False
 
     return check
