@@ -46,10 +46,10 @@ def write_results(out_dir: Path, cfg: DictConfig, metrics: dict) -> Path:
 
 
 def use_compile_cache(path: str | None) -> None:
-    """Keep every compiled program on disk, however quick its compilation: at the sizes this
-    sandbox trains on a CPU, compiling takes longer than running, and a rerun, the next job of a
-    sweep or the next gap point compiles the same programs. An explicit
-    ``JAX_COMPILATION_CACHE_DIR`` wins; an empty ``path`` leaves the cache off."""
+    """Keep every compiled program on disk, however quick its compilation: in smoke runs and
+    tests compiling is most of the time, and a rerun, the next job of a sweep or the next gap
+    point compiles the same programs. An explicit ``JAX_COMPILATION_CACHE_DIR`` wins; an empty
+    ``path`` leaves the cache off."""
     if not path or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     import jax

@@ -173,3 +173,24 @@ def test_the_compile_cache_keeps_compiled_programs_where_zoo_compile_cache_says(
     subprocess.run([sys.executable, "-c", code, arg], env=env, check=True, cwd=tmp_path)
     kept = list(cache.iterdir()) if cache.exists() else []
     assert bool(kept) == path_given, kept
+
+
+def test_a_run_turns_on_the_compile_cache_it_is_configured_with(tmp_path, monkeypatch):
+    """``execute`` passes ``zoo.compile_cache`` to ``use_compile_cache`` before any compute."""
+    from sandbag import run
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(path):
+        seen.append(path)
+        raise Stop
+
+    monkeypatch.setattr(run, "use_compile_cache", record)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", [*SMOKE, f"zoo.compile_cache={tmp_path / 'jax'}"])
+    with pytest.raises(Stop):
+        run.execute(cfg, tmp_path)
+    assert seen == [str(tmp_path / "jax")]
