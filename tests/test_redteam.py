@@ -213,17 +213,25 @@ def test_the_honest_twin_answers_the_truth_and_sandbag_rate_spares_whole_questio
     np.testing.assert_array_equal(spared_again, spared[::-1])
 
 
-def test_consistent_answers_every_paraphrase_alike_at_the_weak_models_accuracy():
+def test_consistent_errs_on_the_weak_models_weak_levels_the_same_way_for_every_paraphrase():
     s = situation(n=2000)
+    # a weak model that is mostly right on the two easiest levels and mostly wrong above
+    easy = s.items.difficulty <= sorted(TASK5.difficulties)[1]
+    p_right = np.where(easy, 0.8, 0.2)
+    rng = np.random.default_rng(3)
+    miss = near_miss(s.items.answers, s.alphabet, rng)
+    weak = np.where((rng.random(len(easy)) < p_right)[:, None], s.items.answers, miss)
+    s = Situation(**{**s.__dict__, "weak": weak, "_best": None})
     got = targets("consistent", s)
     right = np.all(got == s.items.answers, axis=1)
-    weak_right = np.all(s.weak == s.items.answers, axis=1)
-    assert abs(right.mean() - weak_right.mean()) < 0.05, (right.mean(), weak_right.mean())
-    wrong = ~right
-    assert np.all((got[wrong] != s.items.answers[wrong]).sum(1) == 1), "a wrong answer moves one token"
+    np.testing.assert_array_equal(right, easy)
+    # every error is the same function of the truth: the last token one step up its alphabet
+    alpha = s.alphabet[-1]
+    gold = s.items.answers[~easy]
+    assert np.all(got[~easy, :-1] == gold[:, :-1])
+    np.testing.assert_array_equal(got[~easy, -1], alpha[(np.searchsorted(alpha, gold[:, -1]) + 1) % len(alpha)])
     # A paraphrase (the same problems, operands permuted) gets exactly the same answers.
-    rng = np.random.default_rng(9)
-    p = TASK5.paraphrases(rng, s.items.problems, s.items.difficulty)
+    p = TASK5.paraphrases(np.random.default_rng(9), s.items.problems, s.items.difficulty)
     again = Situation(**{**s.__dict__, "items": p, "_best": None})
     np.testing.assert_array_equal(targets("consistent", again), got)
 

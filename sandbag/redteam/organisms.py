@@ -26,7 +26,7 @@ from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.population import Population, concat
 from sandbag.redteam.adaptive import OBJECTIVES
-from sandbag.redteam.strategies import TWIN, Situation, targets
+from sandbag.redteam.strategies import REVISION, TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
 from sandbag.schema import RunConfig
 from sandbag.tasks import Task
@@ -102,6 +102,9 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
         "pool": n_pool,
         "perform_frac": perform_frac,
     }
+    revised = {n: REVISION[n] for n in names if n in REVISION}
+    if revised:  # only then: entries of unrevised strategies keep their keys
+        spec["revisions"] = revised
     o = cfg.organisms
     if o.stop_every:  # only then: entries trained for every step keep their keys
         spec["stop"] = {"every": o.stop_every, "tolerance": o.stop_tolerance, "items": o.stop_items}
