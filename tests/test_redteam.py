@@ -229,7 +229,8 @@ def test_consistent_errs_on_the_weak_models_weak_levels_the_same_way_for_every_p
     alpha = s.alphabet[-1]
     gold = s.items.answers[~easy]
     assert np.all(got[~easy, :-1] == gold[:, :-1])
-    np.testing.assert_array_equal(got[~easy, -1], alpha[(np.searchsorted(alpha, gold[:, -1]) + 1) % len(alpha)])
+    up = alpha[(np.searchsorted(alpha, gold[:, -1]) + 1) % len(alpha)]
+    np.testing.assert_array_equal(got[~easy, -1], up)
     # A paraphrase (the same problems, operands permuted) gets exactly the same answers.
     p = TASK5.paraphrases(np.random.default_rng(9), s.items.problems, s.items.difficulty)
     again = Situation(**{**s.__dict__, "items": p, "_best": None})
