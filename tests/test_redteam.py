@@ -553,6 +553,25 @@ def test_organisms_stop_together_once_every_member_meets_its_targets(setting, zo
     assert "stop" not in spec
 
 
+def test_a_revised_strategys_organisms_get_a_key_of_their_own_and_the_others_keep_theirs(
+    setting, zoo_dir, monkeypatch
+):
+    cfg, task, weak, strong, judge = setting
+    red = RedTeam(strong, weak, judge, {k: 0.5 for k in task.difficulties}, "weak_member")
+    run_cfg = organisms_cfg("strategy.names=[random_wrong]", "organisms.steps=5")
+
+    def spec_of(revisions):
+        monkeypatch.setattr(organisms_mod, "REVISION", revisions)
+        zoo = Zoo(zoo_dir / str(len(revisions)))
+        pop = train_organisms(run_cfg, task, red, get_trigger("flag"), zoo)
+        return pop.key, json.loads((zoo.root / zoo.trained[0] / "spec.json").read_text())
+
+    key, spec = spec_of({"consistent": 2})  # another strategy's revision changes nothing here
+    assert "revisions" not in spec
+    revised_key, revised = spec_of({"consistent": 2, "random_wrong": 2})
+    assert revised["revisions"] == {"random_wrong": 2} and revised_key != key
+
+
 # -- benign controls ----------------------------------------------------------------------
 
 
