@@ -77,6 +77,13 @@ ADDITION = ["task=addition", f"hydra.searchpath=[file://{TESTS_DIR}/conf]"]
 SMALL_RUNGS = ["model@weak=nano", "model@strong=tiny"]
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject.toml): one worker per core, at most 4 -- each is a JAX process
+    with its own thread pool and compiled programs, and the suite has few files that take long."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 4)
+
+
 @pytest.fixture(autouse=True)
 def zoo_dir(tmp_path, monkeypatch) -> Path:
     """Every test gets its own zoo, never the user's ``~/.cache/sandbag/zoo``."""
