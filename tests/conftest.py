@@ -120,6 +120,14 @@ def run_cli(
     )
 
 
+def _default_sigint() -> None:
+    """pytest-xdist's workers ignore SIGINT, and a child inherits that: restore it, so a test
+    can interrupt the run it started as a user's Ctrl-C would."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(args: list[str], run_dir: Path, zoo: Path) -> subprocess.Popen:
     """The same command as ``run_cli``, started in the background."""
     env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
@@ -130,6 +138,7 @@ def start_cli(args: list[str], run_dir: Path, zoo: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint if os.name == "posix" else None,
     )
 
 

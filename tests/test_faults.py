@@ -296,7 +296,10 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
         time.sleep(0.2)
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
-    done = finish(proc, timeout=120)
+    try:
+        done = finish(proc, timeout=120)
+    finally:
+        proc.kill()  # a no-op once it has exited; never leave a run training behind a failed test
     assert done.returncode == 130, done.stderr[-3000:]
     assert "interrupted; rerun the same command to resume" in done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr[-3000:]
