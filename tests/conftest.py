@@ -120,25 +120,25 @@ def run_cli(
     )
 
 
-def _default_sigint() -> None:
-    """pytest-xdist's workers ignore SIGINT, and a child inherits that: restore it, so a test
-    can interrupt the run it started as a user's Ctrl-C would."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# ``python -m sandbag.run`` with SIGINT handled as Python does by default. pytest-xdist's workers
+# ignore SIGINT and a child inherits that, so a test could not interrupt the run it started as
+# a user's Ctrl-C would. (Restored in the child itself: a preexec_fn would fork a JAX process.)
+RUN_WITH_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('sandbag.run', run_name='__main__', alter_sys=True)"
+)
 
 
 def start_cli(args: list[str], run_dir: Path, zoo: Path) -> subprocess.Popen:
-    """The same command as ``run_cli``, started in the background."""
+    """The command of ``run_cli`` (SIGINT as a user's Ctrl-C sends it), started in the background."""
     env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
     return subprocess.Popen(
-        [sys.executable, "-m", "sandbag.run", *args, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-c", RUN_WITH_SIGINT, *args, f"hydra.run.dir={run_dir}"],
         env=env,
         cwd=run_dir.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_sigint if os.name == "posix" else None,
     )
 
 
