@@ -264,6 +264,41 @@ def test_the_gold_check_catches_detectors_that_read_too_many(name, setting, base
     assert not np.allclose(honest, spoilt), (honest, spoilt)
 
 
+def test_groups_scored_together_get_the_scores_they_get_one_by_one(blue_weak):
+    """The bake-off scores the groups of one context and architecture as one population; every
+    member keeps its own score, in the groups' order (two contexts, two architectures,
+    interleaved; the score reads each member's weights and its context)."""
+    from sandbag.pipelines.bakeoff import Group, _score_groups
+
+    task, _ = blue_weak
+    calls = []
+
+    class WeightSum(Detector):
+        access = "test"
+
+        def score(self, pop, view):
+            calls.append(pop.n_members)
+            sq = sum((x.reshape(x.shape[0], -1) ** 2).sum(1) for x in jax.tree.leaves(pop.params))
+            return np.asarray(sq) + 1e4 * view.context
+
+    def view(ctx):
+        return View(task, None, None, None, ctx, None, [], {})
+
+    spec = [(1, 16, [1, 2]), (2, 16, [3]), (1, 32, [4]), (1, 16, [5, 6, 7]), (2, 32, [8, 9])]
+    groups = []
+    for ctx, d, member_seeds in spec:
+        pop = tiny_population(task, member_seeds, d_model=d)
+        n = len(member_seeds)
+        groups.append(Group(pop, ctx, np.zeros(n, int), ["k"] * n, [f"c{s}" for s in member_seeds]))
+    det = WeightSum({})
+    one_by_one = np.concatenate([det.score(g.pop, view(g.context)) for g in groups])
+    calls.clear()
+    together = _score_groups(det, groups, view)
+    assert sorted(calls) == [1, 1, 2, 5], "one call per (context, architecture)"
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-6)
+    assert len(set(np.round(one_by_one, 2))) == 9, "the scores must tell members apart to check order"
+
+
 def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, blue_weak):
     """Run the bake-off stage with stand-in training (each 'trained' model is an untrained
     model of its seed) and a spy detector: the models the blue team learns from (its view's
@@ -298,8 +333,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
         access = "test spy"
 
         def score(self, pop, view):
-            refs = {id(p) for p, _, _ in view.reference}
-            kind = "reference" if id(pop) in refs else "scored"
+            kind = self.scoring  # groups of one context are scored together, as one population
             seen[kind] += [
                 ("control" if n.startswith("control") else "organism", s)
                 for n, s in zip(pop.names, pop.seeds)
@@ -311,6 +345,14 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
     monkeypatch.setattr(stage, "organisms", fake_organisms)
     monkeypatch.setattr(stage, "train_control", fake_control)
     monkeypatch.setitem(DETECTORS, "spy", Spy)
+    real_score_groups = stage._score_groups
+
+    def score_groups(det, groups, view):
+        refs = {id(p) for p, _, _ in view(groups[0].context).reference}
+        det.scoring = "reference" if all(id(g.pop) in refs for g in groups) else "scored"
+        return real_score_groups(det, groups, view)
+
+    monkeypatch.setattr(stage, "_score_groups", score_groups)
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = compose(
             "config",

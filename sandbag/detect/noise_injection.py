@@ -17,6 +17,22 @@ from sandbag.detect.base import Detector, register_detector
 from sandbag.train import exact_match
 
 
+@jax.jit
+def _noised(params, m, keys, sigmas):
+    """Member ``m`` of stacked ``params`` under every sigma and noise seed: leaves [S * K, *s].
+    One compiled program for every member (``m`` is traced)."""
+    S, K = sigmas.shape[0], keys.shape[0]
+    leaves, treedef = jax.tree.flatten(params)
+
+    def noisy(x, i):
+        x = x[m]
+        noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape))(keys)
+        sig = sigmas.reshape(S, 1, *[1] * x.ndim)
+        return (x[None, None] + sig * noise[None]).reshape(S * K, *x.shape).astype(x.dtype)
+
+    return jax.tree.unflatten(treedef, [noisy(x, i) for i, x in enumerate(leaves)])
+
+
 @register_detector("noise_injection")
 class NoiseInjection(Detector):
     def __init__(self, cfg):
@@ -32,17 +48,9 @@ class NoiseInjection(Detector):
         M = jax.tree.leaves(pop.params)[0].shape[0]
         S, K = len(sigmas), n_seeds
         keys = jax.random.split(jax.random.key(int(self.cfg.get("seed", 0))), K)
-
-        def noisy(x, i):
-            # one member's leaf [*s] -> [S * K, *s]: under every sigma and noise seed
-            noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape))(keys)
-            sig = jnp.asarray(sigmas).reshape(S, 1, *[1] * x.ndim)
-            return (x[None, None] + sig * noise[None]).reshape(S * K, *x.shape).astype(x.dtype)
-
-        leaves, treedef = jax.tree.flatten(pop.params)
         acc = []
         for m in range(M):  # one member at a time keeps memory flat; all its noise models at once
-            stacked = jax.tree.unflatten(treedef, [noisy(jnp.asarray(x[m]), i) for i, x in enumerate(leaves)])
+            stacked = _noised(pop.params, m, keys, jnp.asarray(sigmas))
             acc.append(exact_match(pop.graphdef, stacked, tokens, view.task.answer_len).mean(1).reshape(S, K))
         acc = np.stack(acc)  # [M, S, K]
         self.cost["forward_passes"] += M * S * K * len(tokens)

@@ -26,7 +26,7 @@ from sandbag.detect.game import auroc, auroc_ci, effective_n, tpr_at_fpr
 from sandbag.pipelines import setting as setting_mod
 from sandbag.pipelines.organisms import ceilings, organism_metrics, organisms
 from sandbag.pipelines.setting import Setting, timed
-from sandbag.population import Population
+from sandbag.population import Population, concat
 from sandbag.redteam import TWIN, get_trigger, train_control
 from sandbag.schema import RunConfig
 from sandbag.tasks import Task
@@ -143,6 +143,22 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     return metrics
 
 
+def _score_groups(det, groups: list[Group], view) -> np.ndarray:
+    """``det``'s scores of the members of ``groups``, in order. Groups under one context and of
+    one architecture are scored as one population: one program per (context, architecture), not
+    one per group (detectors score each member on its own, so the scores are the same)."""
+    out = [None] * len(groups)
+    batches: dict = {}
+    for i, g in enumerate(groups):
+        batches.setdefault((g.context, g.pop.graphdef), []).append(i)
+    for (ctx, _), idx in batches.items():
+        x = np.asarray(det.score(concat([groups[i].pop for i in idx]), view(ctx)))
+        ends = np.cumsum([groups[i].pop.n_members for i in idx])[:-1]
+        for i, part in zip(idx, np.split(x, ends)):
+            out[i] = part
+    return np.concatenate(out)
+
+
 def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference: list[Group], metrics: dict):
     """Every detector's suspicion score of every scored member ({name: [M]}), and the table rows
     (name, access, cost). Detectors learn only from the reference population."""
@@ -168,10 +184,8 @@ def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference
         with timed(metrics, f"detector/{name}"):
             det.fit(view(reference[0].context))
             fitted = getattr(det, "reference_scores", None)  # out-of-fold, if it learnt from them
-            ref_scores[name] = np.concatenate(
-                fitted or [det.score(g.pop, view(g.context)) for g in reference]
-            )
-            scores[name] = np.concatenate([det.score(g.pop, view(g.context)) for g in scored])
+            ref_scores[name] = np.concatenate(fitted) if fitted else _score_groups(det, reference, view)
+            scores[name] = _score_groups(det, scored, view)
         rows.append((name, det.access, det.cost))
         metrics.update({f"detector/{name}/{k}": v for k, v in det.info.items()})
     for name in [n for n in chosen if getattr(DETECTORS[n], "combines", False)]:
