@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TESTS_DIR
 from hydra import compose, initialize_config_dir
 
 from sandbag.report import __main__ as report
@@ -123,10 +124,12 @@ def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, caps
 
 
 # What the end-to-end test trims (detectors and elicitation methods run in their own tests;
-# the default gap list is checked by composition above): two gaps, where small is the strong
-# rung of one job and the weak rung of the other. The sweep machinery is the same.
+# the default gap list is checked by composition above): two gaps of the tests' own
+# (tests/conf/gap/), where tiny is the strong rung of one job and the weak rung of the other.
+# The sweep machinery is the same at any pair; the smallest rungs compile fastest.
 TRIM = [
-    "gap=nano_small,small_medium",
+    f"hydra.searchpath=[file://{TESTS_DIR}/conf]",
+    "gap=nano_tiny,tiny_small",
     "detector=[difficulty_profile,judge_statistics,noise_injection]",
     "elicitation=sft_weak",
     "elicitation.distinguishable=[false]",
@@ -154,7 +157,7 @@ def test_the_smoke_gap_sweep_ends_with_a_report_over_its_gaps(tmp_path):
     assert len(list(sweep_dir.glob("*.png"))) >= 3
     text = (sweep_dir / "report.md").read_text()
     assert "2 jobs over 2" in text and "AUROC" in text
-    # Every distinct model trains once across the sweep: small is the strong rung of the
+    # Every distinct model trains once across the sweep: tiny is the strong rung of the
     # first job and the weak rung of the second, so the second loads it from the zoo.
     trained = sum(int(r["zoo_trained"]) for r in rows)
     reused = sum(int(r["zoo_reused"]) for r in rows)
