@@ -58,7 +58,11 @@ class Detector:
         in-sample scores."""
 
     def score(self, pop, view: View) -> np.ndarray:
-        """Suspicion per member of ``pop`` [M]: higher = more likely sandbagging; NaN = cannot score."""
+        """Suspicion per member of ``pop`` [M]: higher = more likely sandbagging; NaN = cannot score.
+
+        Each member is scored on its own: the bake-off passes every member of one context and
+        architecture at once (organisms, twins, ceilings and controls together), and a score
+        must not depend on who else is in ``pop``."""
         raise NotImplementedError
 
     def gold(self, view: View) -> Items:
