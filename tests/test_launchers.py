@@ -156,6 +156,7 @@ def test_a_wandb_agent_run_of_the_sweep_file_writes_results(monkeypatch, tmp_pat
         "scale": "smoke",
         "logger": "none",
         "detector": "[difficulty_profile,judge_statistics]",
+        "strategy.names": "[emulate_weak]",
         "elicitation": "sft_weak",
         "elicitation.distinguishable": False,
         "zoo.dir": str(tmp_path / "zoo"),
@@ -165,7 +166,7 @@ def test_a_wandb_agent_run_of_the_sweep_file_writes_results(monkeypatch, tmp_pat
     assert argv[argv.index("python") :] == [
         *("python", "-m", "sandbag.run", "+experiment=gap_point", "gap=nano_small", "seed=0"),
         *("scale=smoke", "logger=none", "detector=[difficulty_profile,judge_statistics]"),
-        *("elicitation=sft_weak", "elicitation.distinguishable=False"),
+        *("strategy.names=[emulate_weak]", "elicitation=sft_weak", "elicitation.distinguishable=False"),
         *(f"zoo.dir={tmp_path / 'zoo'}", f"hydra.run.dir={run_dir}"),
     ]
     # `python` as the agent finds it on PATH: make that this interpreter.

@@ -123,14 +123,15 @@ def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, caps
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
 
 
-# What the end-to-end test trims (detectors and elicitation methods run in their own tests;
-# the default gap list is checked by composition above): two gaps of the tests' own
+# What the end-to-end test trims (detectors, strategies and elicitation methods run in their
+# own tests; the default gap list is checked by composition above): two gaps of the tests' own
 # (tests/conf/gap/), where tiny is the strong rung of one job and the weak rung of the other.
 # The sweep machinery is the same at any pair; the smallest rungs compile fastest.
 TRIM = [
     f"hydra.searchpath=[file://{TESTS_DIR}/conf]",
     "gap=nano_tiny,tiny_small",
     "detector=[difficulty_profile,judge_statistics,noise_injection]",
+    "strategy.names=[emulate_weak]",
     "elicitation=sft_weak",
     "elicitation.distinguishable=[false]",
 ]
