@@ -36,6 +36,7 @@ def test_a_smoke_run_writes_results_and_a_plot(smoke_run):
     assert metrics["gap"] == pytest.approx(metrics["strong/acc"] - metrics["weak/acc"])
     for name in ("gap_max", "wall_time_s"):
         assert name in metrics
+    assert 0 < metrics["time/ladder_s"] + metrics["time/reports_s"] <= metrics["wall_time_s"]
     png = run_dir / "accuracy_by_difficulty.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "accuracy by difficulty" in proc.stdout, "the summary table should be printed"

@@ -8,6 +8,7 @@ between a small and a large pretrained model.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -120,7 +121,11 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo) -> tuple[dict[str, float], dict]:
 
 def experiment(cfg: RunConfig, task: Task, zoo: Zoo, out_dir) -> dict[str, float]:
     """The ``capability_ladder`` experiment: its metrics, table and plot."""
+    t0 = time.perf_counter()
     metrics, _ = run(cfg, task, zoo)
+    metrics["time/ladder_s"] = time.perf_counter() - t0
     check_gap(cfg, metrics, stop=False)
+    t0 = time.perf_counter()
     report.ladder_outputs(task, metrics, out_dir)
+    metrics["time/reports_s"] = time.perf_counter() - t0
     return metrics
