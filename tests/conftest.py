@@ -159,11 +159,11 @@ def results_of(run_dir: Path) -> dict:
 
 def metrics_without_time(run_dir: Path) -> dict:
     """A run's metrics without those that describe the run rather than the models: its wall
-    time and how many models it trained or loaded from the zoo."""
+    time, its stages' times and how many models it trained or loaded from the zoo."""
     metrics = dict(results_of(run_dir)["metrics"])
     for key in ("wall_time_s", "zoo/trained", "zoo/reused"):
         metrics.pop(key)
-    return metrics
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
 def log_of(proc: subprocess.CompletedProcess, run_dir: Path) -> str:
