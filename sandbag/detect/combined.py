@@ -7,10 +7,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from sandbag.detect.base import Detector, register_detector
 
@@ -22,6 +18,11 @@ class Combined(Detector):
 
     def combine(self, ref_scores: np.ndarray, ref_labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """ref_scores [R, D] with labels [R]; scores [M, D] -> suspicion [M]."""
+        from sklearn.impute import SimpleImputer  # sklearn where it is used: sandbag/detect/game.py
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         folds = int(min(5, np.bincount(ref_labels.astype(int)).min()))
         model = make_pipeline(
             SimpleImputer(strategy="mean", keep_empty_features=True),

@@ -14,10 +14,15 @@ from __future__ import annotations
 from statistics import NormalDist
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+
+# scikit-learn is imported inside the functions that use it (here, and in the probe, the
+# combined detector and the ROC plot): importing it takes about a second, which every command
+# line run, even one that only prints an error, would pay otherwise.
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     ok = np.isfinite(scores)
     if len(np.unique(labels[ok])) < 2:
         return float("nan")
@@ -55,6 +60,8 @@ def auroc_ci(
     neg = [np.flatnonzero(ok & (c == k)) for k in np.unique(c[ok & (labels == 0)])]
     if not pos or not neg:
         return float("nan"), float("nan")
+    from sklearn.metrics import roc_auc_score
+
     rng = np.random.default_rng(seed)
     stats = []
     for _ in range(n_boot):
@@ -69,6 +76,8 @@ def auroc_ci(
 
 
 def tpr_at_fpr(scores, labels, fpr: float = 0.05) -> float:
+    from sklearn.metrics import roc_curve
+
     ok = np.isfinite(scores)
     if len(np.unique(labels[ok])) < 2:
         return float("nan")

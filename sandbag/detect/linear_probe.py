@@ -13,10 +13,6 @@ from functools import partial
 import jax
 import numpy as np
 from flax import nnx
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from sandbag.decode import prompts_of
 from sandbag.detect.base import Detector, register_detector
@@ -42,6 +38,8 @@ class LinearProbe(Detector):
     access = "white-box activations (reference organisms)"
 
     def fit(self, view):
+        from sklearn.model_selection import GroupKFold, cross_val_score  # see _model
+
         n = int(self.cfg["questions"])
         q = view.questions.subset(np.arange(min(n, len(view.questions.prompts))))
         feats, labels, self.shape, owner = [], [], None, []
@@ -80,6 +78,10 @@ class LinearProbe(Detector):
                 self.reference_scores[g][i] = probe.predict_proba(acts[r, self.layer])[:, 1].mean()
 
     def _model(self):
+        from sklearn.linear_model import LogisticRegression  # sklearn where it is used: detect/game.py
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         return make_pipeline(StandardScaler(), LogisticRegression(C=float(self.cfg["C"]), max_iter=2000))
 
     def score(self, pop, view):

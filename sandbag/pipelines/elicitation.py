@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import t as t_dist
 
 from sandbag import report, seeds
 from sandbag.elicit import w2s
@@ -37,6 +36,8 @@ def summary(prefix: str, values: np.ndarray) -> dict[str, float]:
 
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Student-t interval of the mean over independently seeded organisms (NaN with one)."""
+    from scipy.stats import t as t_dist  # scipy.stats takes over half a second to import
+
     v = values[np.isfinite(values)]
     if len(v) < 2:
         return float("nan"), float("nan")

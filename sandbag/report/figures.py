@@ -5,15 +5,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: runs have no display
-import matplotlib.pyplot as plt  # noqa: E402
-
 
 @contextmanager
 def figure(path: Path, figsize=(5, 3.5)):
     """Yields (fig, ax); on leaving, the figure is laid out, saved as a PNG at ``path`` and closed."""
+    import matplotlib  # here, not at the top: a run that stops before its plots never pays for it
+
+    matplotlib.use("Agg")  # files only: runs have no display
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=figsize)
     try:
         yield fig, ax

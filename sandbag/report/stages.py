@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from sklearn.metrics import roc_curve
 
 from sandbag.report.figures import figure
 from sandbag.tasks import Task
@@ -167,6 +166,8 @@ def bakeoff_table(metrics: dict, rows) -> str:
 
 
 def plot_rocs(scores: dict, labels, path: Path) -> None:
+    from sklearn.metrics import roc_curve  # sklearn where it is used: sandbag/detect/game.py
+
     with figure(path, (5, 4.5)) as (fig, ax):
         for name, s in scores.items():
             ok = np.isfinite(s)
