@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE, results_of
+from conftest import SMOKE, TESTS_DIR, results_of
 
 from sandbag.config import check_argv
 from sandbag.run import CONF_DIR
@@ -150,9 +150,10 @@ def test_the_wandb_sweep_file_builds_gap_point_commands(monkeypatch, tmp_path):
 def test_a_wandb_agent_run_of_the_sweep_file_writes_results(monkeypatch, tmp_path):
     run_dir = tmp_path / "run"
     params = {
-        "gap": "nano_small",
+        "gap": "nano_tiny",  # the tests' own gap (tests/conf/gap/): the smallest rungs compile fastest
         "seed": 0,
         # what a test sweep would fix on top of the file's parameters (a smoke run, trimmed)
+        "hydra.searchpath": f"[file://{TESTS_DIR}/conf]",
         "scale": "smoke",
         "logger": "none",
         "detector": "[difficulty_profile,judge_statistics]",
@@ -164,7 +165,8 @@ def test_a_wandb_agent_run_of_the_sweep_file_writes_results(monkeypatch, tmp_pat
     }
     argv, env = agent_command(sweep_config(), params, monkeypatch, tmp_path)
     assert argv[argv.index("python") :] == [
-        *("python", "-m", "sandbag.run", "+experiment=gap_point", "gap=nano_small", "seed=0"),
+        *("python", "-m", "sandbag.run", "+experiment=gap_point", "gap=nano_tiny", "seed=0"),
+        f"hydra.searchpath=[file://{TESTS_DIR}/conf]",
         *("scale=smoke", "logger=none", "detector=[difficulty_profile,judge_statistics]"),
         *("strategy.names=[emulate_weak]", "elicitation=sft_weak", "elicitation.distinguishable=False"),
         *(f"zoo.dir={tmp_path / 'zoo'}", f"hydra.run.dir={run_dir}"),
@@ -175,7 +177,7 @@ def test_a_wandb_agent_run_of_the_sweep_file_writes_results(monkeypatch, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = results_of(run_dir)
     assert results["config"]["experiment"] == "gap_point"
-    assert (results["config"]["weak"]["name"], results["config"]["strong"]["name"]) == ("nano", "small")
+    assert (results["config"]["weak"]["name"], results["config"]["strong"]["name"]) == ("nano", "tiny")
     assert results["config"]["seed"] == 0
     assert results["metrics"]["gap"] == pytest.approx(
         results["metrics"]["strong/acc"] - results["metrics"]["weak/acc"]
