@@ -92,3 +92,15 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     assert violations(imports(pkg)) == [
         "sandbag.redteam.organisms (redteam) imports sandbag.supervision.weak (supervision)"
     ]
+
+
+def test_the_command_line_starts_without_the_heavy_analysis_libraries():
+    """scikit-learn, scipy.stats and matplotlib load where they are used (sandbag/detect/game.py):
+    together about 1.5 s that every run, even one stopped by bad input, would pay at start."""
+    import subprocess
+    import sys
+
+    heavy = ("sklearn", "scipy.stats", "matplotlib")
+    code = f"import sys, sandbag.run; print(*[m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [], f"imported when sandbag.run is: {out.strip()}"
