@@ -659,3 +659,34 @@ def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
     assert metrics2["detector/noise_injection/auroc"] == pytest.approx(
         metrics["detector/noise_injection/auroc"], nan_ok=True
     ), "same models, same detector config: same score"
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_each_bootstrap_resample_scores_as_roc_auc_score_would(clustered):
+    """The interval's resamples are scored by counting pairs per cluster; each must be what
+    ``roc_auc_score`` gives on the same resample: with ties, a dropped NaN, and clusters that
+    hold members of both labels."""
+    from sklearn.metrics import roc_auc_score
+
+    from sandbag.detect.game import bootstrap_aurocs
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 2, 40)
+    scores = np.round(rng.normal(size=40) + labels, 0)  # rounded: many ties
+    scores[5] = np.nan
+    clusters = rng.integers(0, 12, 40).astype(str) if clustered else None
+
+    ok, c = np.isfinite(scores), np.arange(40).astype(str) if clusters is None else clusters
+    pos = [np.flatnonzero(ok & (c == k)) for k in np.unique(c[ok & (labels == 1)])]
+    neg = [np.flatnonzero(ok & (c == k)) for k in np.unique(c[ok & (labels == 0)])]
+    draw, expected = np.random.default_rng(1), []
+    for _ in range(200):
+        idx = np.concatenate(
+            [pos[i] for i in draw.integers(0, len(pos), len(pos))]
+            + [neg[i] for i in draw.integers(0, len(neg), len(neg))]
+        )
+        expected.append(roc_auc_score(labels[idx], scores[idx]))
+    got = bootstrap_aurocs(scores, labels, clusters, n_boot=200, seed=1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.std(got) > 0.01, "resamples differ"
+    assert bootstrap_aurocs(scores, np.ones(40, int), clusters) is None
