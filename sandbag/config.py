@@ -74,6 +74,10 @@ def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
             else f"unknown experiment {cfg.experiment!r}"
         )
         raise ConfigError(f"{what}; add +experiment=NAME with NAME one of: {names}")
+    devices = cfg.get("cpu_devices", "auto")
+    whole = isinstance(devices, int) and not isinstance(devices, bool)
+    if devices != "auto" and not (whole and devices >= 1):
+        raise ConfigError(f"cpu_devices={devices!r}: must be auto or a whole number of devices, 1 or more")
     try:
         run = schema.build(cfg)
     except schema.SchemaError as e:

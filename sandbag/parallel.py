@@ -6,7 +6,11 @@ step follows the data (GSPMD): every device runs the forward and backward pass o
 slice of the batch and the gradients are summed across devices before the update, so the
 result equals single-device training up to float reduction order. A batch the device count
 does not divide is replicated instead (every device computes the whole batch), with a
-warning. With one device there is no mesh and nothing is moved.
+warning. The trained params come back on the first device, where evaluation runs. With one
+device there is no mesh and nothing is moved.
+
+On the CPU, ``cpu_devices`` (conf/config.yaml) sets how many devices JAX's CPU backend has:
+one per core by default, so a laptop's cores train as a mesh of their own.
 
 Several hosts: call ``jax.distributed.initialize()`` on every host before anything else
 touches JAX (``python -m sandbag.run ... distributed=true`` does it first thing). Then
@@ -32,6 +36,14 @@ def data_mesh() -> Mesh | None:
     """A one-axis mesh over every device, or None when there is one device (nothing to split)."""
     devices = jax.devices()
     return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+
+
+def one_device(tree):
+    """A replicated ``tree`` as its copy on this host's first device (no transfer). What the
+    trainer returns and evaluates with: a program whose inputs are replicated runs whole on
+    every device, so evaluating a medium population that way took 2-3x as long as on one
+    device (REPORT.md)."""
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -59,8 +59,30 @@ def use_compile_cache(path: str | None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+def use_cpu_devices(setting, batch_size: int) -> int | None:
+    """Give JAX's CPU backend ``setting`` devices (``cpu_devices``, conf/config.yaml), so the
+    trainer splits each batch over them; the count used, or None where it was left alone: an
+    XLA_FLAGS device count wins, and a backend JAX has already started cannot change."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if setting == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n = max(d for d in range(1, min(cores, 4) + 1) if batch_size % d == 0)
+    else:
+        n = int(setting)
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX already ran something in this process (a notebook, a second job)
+        log.warning("cpu_devices=%s ignored: JAX has already started with %d", setting, jax.device_count())
+        return None
+    return n
+
+
 def execute(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the experiment named by ``cfg.experiment`` and write its outputs into ``out_dir``."""
+    use_cpu_devices(cfg.get("cpu_devices", "auto"), cfg.train.batch_size)
     if cfg.get("distributed"):
         import jax
 

@@ -179,12 +179,13 @@ def train(
             pending = None
             progress.save(step, {"params": params, "opt_state": opt_state, "losses": losses})
             last_save = step
-        if on_eval is not None and step // eval_every > (step - n) // eval_every and on_eval(step, params):
-            break
+        if on_eval is not None and step // eval_every > (step - n) // eval_every:
+            if on_eval(step, params if mesh is None else parallel.one_device(params)):
+                break
     if pending is not None:
         losses = _account(losses, pending, bar, t0, desc, step - pending.shape[1])
     bar.close()
-    return params, losses
+    return (params if mesh is None else parallel.one_device(params)), losses
 
 
 def _account(losses, chunk_losses, bar, t0, desc, first_step):

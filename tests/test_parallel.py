@@ -11,11 +11,12 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from conftest import comparable_leaves
 from hydra import compose, initialize_config_dir
 
 from sandbag import pipelines
-from sandbag.config import check_argv
+from sandbag.config import ConfigError, check_argv
 from sandbag.run import CONF_DIR, execute
 
 # Trains the configuration of tests/test_train.py (populations of one and two members, and a
@@ -107,7 +108,8 @@ def test_two_devices_split_the_batch_and_train_as_one_device():
                 assert batch["spec"] == [None, None, "data", None] and batch["devices"] == 2, batch
                 assert [s[:3] for s in batch["shards"]] == [[members, 3, 4]] * 2, batch
             assert chunk["params"]["replicated"] and chunk["params"]["devices"] == 2
-        assert two["runs"][name]["out"]["replicated"] and two["runs"][name]["out"]["devices"] == 2
+        # the trained params come back on one device: evaluating replicated ones runs on both
+        assert two["runs"][name]["out"]["devices"] == 1, two["runs"][name]["out"]
     for chunk in two["runs"]["odd"]["chunks"]:  # 7 rows: replicated on both devices, with a warning
         assert chunk["tokens"]["replicated"] and chunk["tokens"]["devices"] == 2
     assert "batch 7 is not divisible by 2 devices" in two_log
@@ -140,3 +142,37 @@ def test_distributed_true_initializes_jax_before_the_experiment(tmp_path, monkey
     assert calls == ["experiment"]
     execute(switched, tmp_path)
     assert calls == ["experiment", "initialize", "experiment"]
+
+
+# What ``cpu_devices`` gives JAX, in a fresh process without a device count in XLA_FLAGS.
+DEVICES = r"""
+import json, sys
+from sandbag.run import use_cpu_devices
+used = use_cpu_devices(json.loads(sys.argv[1]), int(sys.argv[2]))
+import jax
+print(json.dumps([used, jax.device_count()]))
+"""
+
+
+def devices_for(setting, batch: int, xla_flags: str = "") -> list:
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+    args = [sys.executable, "-c", DEVICES, json.dumps(setting), str(batch)]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_cpu_devices_sets_the_cpu_backends_device_count_unless_xla_flags_does():
+    assert devices_for(3, 128) == [3, 3]
+    assert devices_for(1, 128) == [1, 1]
+    assert devices_for("auto", 7) == [1, 1], "auto: only device counts that divide the batch"
+    cores = len(os.sched_getaffinity(0))
+    want = max(d for d in range(1, min(cores, 4) + 1) if 128 % d == 0)
+    assert devices_for("auto", 128) == [want, want]
+    assert devices_for(3, 128, "--xla_force_host_platform_device_count=2") == [None, 2]
+
+
+def test_a_bad_cpu_devices_stops_before_any_compute():
+    for bad in ("0", "two", "1.5"):
+        with pytest.raises(ConfigError, match="cpu_devices"):
+            check_argv(["+experiment=capability_ladder", f"cpu_devices={bad}"], CONF_DIR)
