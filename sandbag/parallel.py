@@ -9,8 +9,8 @@ does not divide is replicated instead (every device computes the whole batch), w
 warning. The trained params come back on the first device, where evaluation runs. With one
 device there is no mesh and nothing is moved.
 
-On the CPU, ``cpu_devices`` (conf/config.yaml) sets how many devices JAX's CPU backend has:
-one per core by default, so a laptop's cores train as a mesh of their own.
+On the CPU, ``cpu_devices`` (conf/scale/*.yaml) sets how many devices JAX's CPU backend has:
+one per core at the cpu and gpu scales (one at smoke), so a laptop's cores train as a mesh.
 
 Several hosts: call ``jax.distributed.initialize()`` on every host before anything else
 touches JAX (``python -m sandbag.run ... distributed=true`` does it first thing). Then
