@@ -60,7 +60,7 @@ def use_compile_cache(path: str | None) -> None:
 
 
 def use_cpu_devices(setting, batch_size: int) -> int | None:
-    """Give JAX's CPU backend ``setting`` devices (``cpu_devices``, conf/config.yaml), so the
+    """Give JAX's CPU backend ``setting`` devices (``cpu_devices``, conf/scale/*.yaml), so the
     trainer splits each batch over them; the count used, or None where it was left alone: an
     XLA_FLAGS device count wins, and a backend JAX has already started cannot change."""
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
