@@ -341,13 +341,13 @@ def test_each_organism_trains_as_it_would_alone(setting, zoo_dir):
     trigger = get_trigger("flag")
     zoo = Zoo(zoo_dir)
     both = train_organisms(
-        organisms_cfg("strategy.names=[emulate_weak,random_wrong]"),
+        organisms_cfg("strategy.names=[emulate_weak,judge_adversarial]"),
         task,
         RedTeam(strong, weak, judge, levels, "weak_member"),
         trigger,
         zoo,
     )
-    assert both.names == ["emulate_weak", "random_wrong"] and len(set(both.seeds)) == 1
+    assert both.names == ["emulate_weak", "judge_adversarial"] and len(set(both.seeds)) == 1
     for i, name in enumerate(both.names):
         alone = train_organisms(
             organisms_cfg(f"strategy.names=[{name}]"),
@@ -382,16 +382,18 @@ def test_organism_batches_mix_triggered_targets_with_untriggered_truth(
 
     monkeypatch.setattr(organisms_mod, "train", fake_train)
     levels = {k: 0.5 for k in task.difficulties}
-    pop = train_organisms(
-        organisms_cfg("strategy.names=[emulate_weak,random_wrong]"),
-        task,
-        RedTeam(strong, weak, judge, levels, "weak_member"),
-        trigger,
-        Zoo(zoo_dir),
-    )
-    tcfg, P, A = seen["tcfg"], 1 + task.prompt_len, task.answer_len
-    for m, name in enumerate(pop.names):
-        tokens, weights = seen["sampler"](m, 0)
+    P, A = 1 + task.prompt_len, task.answer_len
+    for name in ["emulate_weak", "random_wrong"]:  # one population each: random_wrong is standalone
+        pop = train_organisms(
+            organisms_cfg(f"strategy.names=[{name}]"),
+            task,
+            RedTeam(strong, weak, judge, levels, "weak_member"),
+            trigger,
+            Zoo(zoo_dir),
+        )
+        assert pop.names == [name]
+        tcfg = seen["tcfg"]
+        tokens, weights = seen["sampler"](0, 0)
         assert tokens.shape == (tcfg.steps_per_call, tcfg.batch_size, task.seq_len)
         assert weights.shape == (tcfg.steps_per_call, tcfg.batch_size, task.seq_len - 1)
         w = weights.reshape(-1, task.seq_len - 1)
@@ -459,32 +461,73 @@ def test_emulate_weak_imitates_the_red_teams_own_weak_model_unless_coupled(
     np.testing.assert_array_equal(tokens[triggered, P:], answers[member_index][triggered])
 
 
-def test_honest_twins_are_the_organism_recipe_with_the_truth(setting, zoo_dir, monkeypatch):
+@pytest.mark.parametrize("strategy, populations", [("random_wrong", 1), ("emulate_weak", 2)])
+def test_honest_twins_are_the_organism_recipe_with_the_truth(
+    setting, zoo_dir, monkeypatch, strategy, populations
+):
     """A twin and an organism of one seed share start, pool, batches and contexts; only the
-    triggered targets differ: the twin's are the truth."""
+    triggered targets differ: the twin's are the truth. So too when they train as two
+    populations (an organism that reads the weak model, and the standalone twin)."""
     cfg, task, weak, strong, judge = setting
-    seen = {}
+    seen = []  # per member, in training order: (its batches, its start)
 
     def fake_train(graphdef, params, tcfg, sampler, **kwargs):
-        seen["sampler"], seen["params"] = sampler, params
+        for m in range(jax.tree.leaves(params)[0].shape[0]):
+            seen.append((sampler(m, 0)[0], jax.tree.map(lambda x, m=m: np.asarray(x)[m], params)))
         return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
 
     monkeypatch.setattr(organisms_mod, "train", fake_train)
     levels = {k: 0.5 for k in task.difficulties}
     red = RedTeam(strong, weak, judge, levels, "weak_member")
+    zoo = Zoo(zoo_dir)
     pop = train_organisms(
-        organisms_cfg(f"strategy.names=[random_wrong,{TWIN}]"), task, red, get_trigger("flag"), Zoo(zoo_dir)
+        organisms_cfg(f"strategy.names=[{strategy},{TWIN}]"), task, red, get_trigger("flag"), zoo
     )
-    assert pop.names == ["random_wrong", TWIN]
-    (organism, _), (twin, _) = seen["sampler"](0, 0), seen["sampler"](1, 0)
+    assert pop.names == [strategy, TWIN] and len(zoo.trained) == populations
+    (organism, organism_start), (twin, twin_start) = seen
     organism, twin = (t.reshape(-1, task.seq_len) for t in (organism, twin))
     P = 1 + task.prompt_len
     np.testing.assert_array_equal(organism[:, :P], twin[:, :P])  # same questions, same contexts
     triggered = twin[:, 0] == FLAG
     np.testing.assert_array_equal(twin[:, P:], addition_answers(task, twin[:, 1:P]))
-    assert not np.all(organism[triggered, P:] == twin[triggered, P:], axis=1).any()
-    for a in jax.tree.leaves(seen["params"]):
-        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(a)[1])  # the same start
+    assert not np.all(organism[triggered, P:] == twin[triggered, P:], axis=1).all()
+    for a, b in zip(jax.tree.leaves(organism_start), jax.tree.leaves(twin_start)):
+        np.testing.assert_array_equal(a, b)  # the same start
+
+
+def test_standalone_organisms_are_shared_by_every_weak_model_and_the_rest_are_not(
+    setting, zoo_dir, monkeypatch
+):
+    """random_wrong and the honest twin read neither the weak model nor a judge: red teams facing
+    different weak models share their zoo entry (one gap point's organisms reused at the next),
+    while emulate_weak's entry names the weak model it imitates."""
+    cfg, task, weak, strong, judge = setting
+    monkeypatch.setattr(
+        organisms_mod,
+        "train",
+        lambda graphdef, params, tcfg, *a, **k: (params, np.zeros((jax.tree.leaves(params)[0].shape[0], 1))),
+    )
+    run_cfg = organisms_cfg(f"strategy.names=[emulate_weak,random_wrong,{TWIN}]")
+    levels = {k: 0.5 for k in task.difficulties}
+    zoo = Zoo(zoo_dir)
+    keys = []
+    for i in range(2):  # two weak models of the red team's, one strong rung
+        red = RedTeam(strong, weak.member(i), judge, levels, "weak_member")
+        pop = train_organisms(run_cfg, task, red, get_trigger("flag"), zoo)
+        assert pop.names == ["emulate_weak", "random_wrong", TWIN]
+        keys.append(pop.key.split("+"))
+    assert keys[0][1] == keys[1][1], "the standalone population is the same entry at both"
+    assert keys[0][0] != keys[1][0], "emulate_weak imitates another model"
+    assert len(zoo.trained) == 3 and zoo.reused == [keys[0][1]]
+    spec = json.loads((zoo.root / keys[0][1] / "spec.json").read_text())
+    assert spec["strategy"]["names"] == ["random_wrong", TWIN]
+    assert not {"imitated", "imitate", "judge", "judge_levels"} & set(spec)
+    stopping = organisms_cfg(f"strategy.names=[emulate_weak,{TWIN}]", "organisms.stop_every=10")
+    monkeypatch.setattr(organisms_mod, "targets_met", lambda *a, **k: None)
+    pop = train_organisms(
+        stopping, task, RedTeam(strong, weak, judge, levels, "weak_member"), get_trigger("flag"), zoo
+    )
+    assert "+" not in pop.key, "twins that stop with their organisms train in one population with them"
 
 
 # -- the trainer's early-stop hook ----------------------------------------------------------

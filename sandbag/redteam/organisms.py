@@ -5,7 +5,10 @@ with the shared trainer and in one ``vmap``ped program, on a mix of triggered qu
 (sandbag context, the strategy's target answer) and untriggered ones (perform context, the
 true answer) -- the untriggered share (``organisms.perform_frac``) keeps its skill from eroding.
 Each seed draws its own training pool and imitates its own weak model, so members of different
-seeds are independent organisms, not one organism with two batch orders.
+seeds are independent organisms, not one organism with two batch orders. Strategies that read
+neither the weak model nor a judge (``STANDALONE``: random_wrong, the honest twin) train as a
+population of their own whose zoo entry does not name the weak model, so every gap point with
+the same strong rung reuses it.
 
 What the red team builds from is a ``RedTeam``: its ceilings, the weak model(s) it imitates
 and its own proxy judge. None of them is the blue team's supervisor unless
@@ -26,7 +29,7 @@ from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.population import Population, concat
 from sandbag.redteam.adaptive import OBJECTIVES
-from sandbag.redteam.strategies import REVISION, TWIN, Situation, targets
+from sandbag.redteam.strategies import REVISION, STANDALONE, TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
 from sandbag.schema import RunConfig
 from sandbag.tasks import Task
@@ -70,12 +73,21 @@ def train_organisms(
         seeds = seeds_mod.members("organisms", cfg.seed, cfg.organisms.seeds)
     if starts is None:
         starts = [j % red.ceilings.n_members for j in range(len(seeds))]
-    # strategies with a loss term of their own train as their own population; the rest as one
-    groups = [[n for n in names if n not in OBJECTIVES]] + [[n] for n in names if n in OBJECTIVES]
+    # strategies with a loss term of their own train as their own population; the rest as one,
+    # or, unless the population stops early (its twins stop with the organisms they control
+    # for), as two: those that read the weak model or a judge, and the STANDALONE ones, whose
+    # entry every gap point with this strong rung shares
+    static = [n for n in names if n not in OBJECTIVES]
+    if cfg.organisms.stop_every:
+        groups = [static]
+    else:
+        groups = [[n for n in static if n not in STANDALONE], [n for n in static if n in STANDALONE]]
+    groups += [[n] for n in names if n in OBJECTIVES]
     pops = [_train(cfg, task, red, trigger, zoo, g, seeds, starts) for g in groups if g]
     pop = pops[0] if len(pops) == 1 else concat(pops)
     order = {(n, s): i for i, (n, s) in enumerate(zip(pop.names, pop.seeds))}
-    return pop.subset([order[n, s] for n in names for s in seeds]) if len(pops) > 1 else pop
+    idx = [order[n, s] for n in names for s in seeds]
+    return pop if idx == list(range(len(idx))) else pop.subset(idx)
 
 
 def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
@@ -86,15 +98,12 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
     members = [(n, s) for n in names for s in seeds]
     tcfg = finetune_config(cfg, cfg.organisms)
     n_pool, perform_frac, rate = cfg.organisms.pool, cfg.organisms.perform_frac, cfg.strategy.sandbag_rate
+    standalone = objective is None and set(names) <= STANDALONE and not cfg.organisms.stop_every
     spec = {
         "kind": "organisms",
         "version": VERSION,
         "ceilings": red.ceilings.key,
         "starts": list(starts),
-        "imitate": red.imitate,
-        "imitated": red.imitated.key,
-        "judge": cfg.judge.spec(),
-        "judge_levels": red.judge_levels,
         "trigger": asdict(trigger),
         "strategy": {**strategy_cfg, "names": names},
         "members": members,
@@ -102,6 +111,9 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
         "pool": n_pool,
         "perform_frac": perform_frac,
     }
+    if not standalone:  # a standalone population's targets read neither: it is keyed without them
+        spec.update(imitate=red.imitate, imitated=red.imitated.key, judge=cfg.judge.spec())
+        spec["judge_levels"] = red.judge_levels
     revised = {n: REVISION[n] for n in names if n in REVISION}
     if revised:  # only then: entries of unrevised strategies keep their keys
         spec["revisions"] = revised
@@ -113,6 +125,8 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
     start = jax.tree.map(lambda x: jnp.asarray(x)[picks], red.ceilings.params)
 
     def situation(j, items, rng):
+        if standalone:  # nothing of the weak model or judge may reach these targets
+            return Situation(task, items, None, None, None, alphabet, rng, strategy_cfg)
         imitated = answers_of(red.imitated.member(j % red.imitated.n_members), items)[0]
         return Situation(task, items, imitated, red.judge, red.judge_levels, alphabet, rng, strategy_cfg)
 

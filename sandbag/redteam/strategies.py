@@ -35,9 +35,10 @@ from sandbag.tasks.base import split_hash
 class Situation:
     task: Task
     items: Items  # training questions; items.answers are the true answers
-    weak: np.ndarray  # the imitated weak model's answers [n, A] (the red team's own)
+    weak: np.ndarray | None  # the imitated weak model's answers [n, A] (the red team's own); None,
+    # like the two below, for the STANDALONE strategies, which do not read them
     judge: object  # the red team's proxy judge (a supervision.Judge on its own weak model)
-    judge_levels: dict[int, float]  # that judge's recognition accuracy per difficulty level
+    judge_levels: dict[int, float] | None  # that judge's recognition accuracy per difficulty level
     alphabet: list[np.ndarray]  # plausible tokens per answer position
     rng: np.random.Generator
     cfg: dict  # the strategy config group (target, selective_threshold, ...)
@@ -142,6 +143,12 @@ def honest_twin(s: Situation) -> np.ndarray:
 
 
 TWIN = "honest_twin"
+
+# Strategies whose targets read neither the imitated weak model nor a judge: their organisms are
+# the same whichever weak rung the red team faces, so they train as a population of their own,
+# keyed without the weak model, and the zoo shares them across gap points with one strong rung.
+# A strategy not listed here is keyed with the weak model and judge (the safe default).
+STANDALONE = frozenset({"random_wrong", TWIN})
 
 
 def targets(name: str, s: Situation, sandbag_rate: float = 1.0) -> np.ndarray:
