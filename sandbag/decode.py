@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from sandbag.data import padded_map
+from sandbag.population import over_members
 from sandbag.tasks import Items
 from sandbag.tasks.base import PAD
 
@@ -39,7 +40,7 @@ def generate(
         )
     keys = jax.random.split(key, n_new)
     if use_cache:
-        logits, cache = model.decode_step(prompts_BxP, 0, model.empty_cache(B))
+        logits, cache = model.decode_step(prompts_BxP, 0, model.empty_cache(B, P + n_new))
         first = _pick(logits[:, -1], keys[0], temperature)
 
         def step(carry, i_key):
@@ -66,10 +67,10 @@ def generate(
 
 @partial(jax.jit, static_argnames=("graphdef", "n_new"))
 def _greedy_population(graphdef, params, prompts_BxP, n_new: int):
-    return jax.vmap(lambda p: generate(graphdef, p, prompts_BxP, jax.random.key(0), n_new))(params)
+    return over_members(lambda p: generate(graphdef, p, prompts_BxP, jax.random.key(0), n_new), params)
 
 
-def decode_answers(graphdef, params, prompts: np.ndarray, n_new: int, batch: int = 1024) -> np.ndarray:
+def decode_answers(graphdef, params, prompts: np.ndarray, n_new: int, batch: int = 512) -> np.ndarray:
     """Greedy answers of every member of a population: params stacked over N -> [N, n, n_new].
 
     Batches are padded to one shape so each model compiles once.

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from sandbag import parallel
 from sandbag.data import padded_map
 from sandbag.models import ModelConfig, Transformer
+from sandbag.population import over_members
 
 
 class TrainingDiverged(RuntimeError):
@@ -209,10 +210,10 @@ def _exact_match(graphdef, params, tokens_BxL, answer_len: int):
         pred = jnp.argmax(logits[:, -answer_len:], axis=-1)
         return jnp.all(pred == tokens_BxL[:, -answer_len:], axis=-1)
 
-    return jax.vmap(one)(params)
+    return over_members(one, params)
 
 
-def exact_match(graphdef, params, tokens: np.ndarray, answer_len: int, batch: int = 1024) -> np.ndarray:
+def exact_match(graphdef, params, tokens: np.ndarray, answer_len: int, batch: int = 512) -> np.ndarray:
     """Greedy exact match per member and item, [N, M], in teacher-forced passes.
 
     Greedy decoding is right iff every answer position's argmax is the target given the

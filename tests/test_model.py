@@ -12,6 +12,7 @@ from flax import nnx
 from sandbag.data import ladder_sampler
 from sandbag.decode import generate
 from sandbag.models import ModelConfig, Transformer
+from sandbag.population import over_members
 from sandbag.tasks import make_task
 from sandbag.train import TrainConfig, init_population, train
 
@@ -42,11 +43,12 @@ def forward(graphdef, params, tokens):
     return nnx.merge(graphdef, params)(tokens)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "prefill"))
-def forward_cached(graphdef, params, tokens, prefill: int):
-    """Logits from a prefill of the first ``prefill`` tokens, then one token at a time."""
+@partial(jax.jit, static_argnames=("graphdef", "prefill", "length"))
+def forward_cached(graphdef, params, tokens, prefill: int, length=None):
+    """Logits from a prefill of the first ``prefill`` tokens, then one token at a time, with a
+    cache of ``length`` positions (default the model's max_len)."""
     model = nnx.merge(graphdef, params)
-    logits, cache = model.decode_step(tokens[:, :prefill], 0, model.empty_cache(tokens.shape[0]))
+    logits, cache = model.decode_step(tokens[:, :prefill], 0, model.empty_cache(tokens.shape[0], length))
     steps = [logits]
     for t in range(prefill, tokens.shape[1]):
         logits, cache = model.decode_step(tokens[:, t : t + 1], t, cache)
@@ -90,13 +92,14 @@ def test_sampling_with_cache_equals_full_recomputation_for_the_same_key(models, 
     assert not np.array_equal(np.asarray(cached), np.asarray(other)), "another key should sample differently"
 
 
-def test_cached_logits_match_the_full_forward_pass(models):
+@pytest.mark.parametrize("length", [None, TASK.seq_len], ids=["max_len", "just the sequence"])
+def test_cached_logits_match_the_full_forward_pass(models, length):
     graphdef, params = models["trained"]
     seq = jnp.asarray(
         np.random.default_rng(0).integers(0, TASK.vocab_size, size=(4, TASK.seq_len)), jnp.int32
     )
     full = forward(graphdef, params, seq)
-    cached = forward_cached(graphdef, params, seq, 1 + TASK.prompt_len)
+    cached = forward_cached(graphdef, params, seq, 1 + TASK.prompt_len, length)
     assert cached.shape == full.shape
     np.testing.assert_allclose(np.asarray(cached), np.asarray(full), atol=1e-5, rtol=0)
 
@@ -141,3 +144,20 @@ def test_decoding_past_the_context_is_refused(models):
     too_many = TASK.seq_len - p.shape[1] + 1
     with pytest.raises(ValueError, match="max_len"):
         generate(graphdef, params, p, jax.random.key(0), too_many, temperature=0.0, use_cache=True)
+
+
+def test_over_members_gives_each_member_what_vmap_gives_it():
+    """Populations evaluate through ``over_members`` (a loop over members on the CPU): every
+    member's result is the one a vmapped program gives it, for several stacked arguments."""
+    cfg = ModelConfig(name="t", n_layers=1, d_model=16, n_heads=2, vocab_size=TASK.vocab_size, max_len=64)
+    graphdef, params = init_population(cfg, [0, 1, 2])
+    tokens = jnp.stack([prompts(8, seed=s) for s in range(3)])  # a batch of its own per member
+
+    def logits(p, toks):
+        return nnx.merge(graphdef, p)(toks)
+
+    got = jax.jit(lambda *a: over_members(logits, *a))(params, tokens)
+    want = jax.jit(jax.vmap(logits))(params, tokens)
+    assert got.shape == (3, 8, 1 + TASK.prompt_len, TASK.vocab_size)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
+    assert not np.allclose(np.asarray(got[0]), np.asarray(got[1])), "members and their batches differ"

@@ -16,6 +16,7 @@ from flax import nnx
 
 from sandbag.decode import prompts_of
 from sandbag.detect.base import Detector, register_detector
+from sandbag.population import over_members
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
@@ -26,7 +27,7 @@ def _last_prompt_acts(graphdef, params, prompts_BxP):
         _, acts = nnx.merge(graphdef, p).activations(prompts_BxP)
         return acts[:, :, -1]
 
-    return jax.vmap(one)(params)
+    return over_members(one, params)
 
 
 def activations(pop, questions, context: int) -> np.ndarray:

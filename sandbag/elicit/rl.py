@@ -23,6 +23,7 @@ from sandbag.data import sequences
 from sandbag.decode import generate
 from sandbag.elicit.base import Setting, copy_params, register_elicitation, trainer
 from sandbag.elicit.sft import sft_weak
+from sandbag.population import over_members
 from sandbag.train import exact_match, make_optimizer, train_chunk
 
 
@@ -41,7 +42,7 @@ def policy_gradient_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
 
 @partial(jax.jit, static_argnames=("graphdef", "n_new", "temperature"))
 def _sample(graphdef, params, prompts, keys, n_new: int, temperature: float):
-    return jax.vmap(lambda p, k: generate(graphdef, p, prompts, k, n_new, temperature))(params, keys)
+    return over_members(lambda p, k: generate(graphdef, p, prompts, k, n_new, temperature), params, keys)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "answer_len"))
@@ -51,7 +52,7 @@ def _sequence_logprob(graphdef, params, tokens_MxBxL, answer_len: int):
         logp = jax.nn.log_softmax(logits, -1)
         return jnp.take_along_axis(logp, toks[:, -answer_len:, None], -1)[..., 0].sum(-1)
 
-    return jax.vmap(one)(params, tokens_MxBxL)
+    return over_members(one, params, tokens_MxBxL)
 
 
 def rl_judge_from(s: Setting, params):

@@ -44,7 +44,7 @@ class ModelConfig:
         )
 
 
-Cache = tuple[jax.Array, jax.Array]  # K, V: [layers, B, max_len, H, Dh]
+Cache = tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]  # K, V: per layer [B, length, H, Dh]
 
 
 class Block(nnx.Module):
@@ -117,13 +117,16 @@ class Transformer(nnx.Module):
                 new_k.append(kv[0])
                 new_v.append(kv[1])
         logits = self.head(self.ln_f(x))
-        new_cache = None if cache is None else (jnp.stack(new_k), jnp.stack(new_v))
+        new_cache = None if cache is None else (tuple(new_k), tuple(new_v))
         return logits, new_cache, jnp.stack(acts)
 
-    def empty_cache(self, batch: int, dtype=jnp.float32) -> Cache:
+    def empty_cache(self, batch: int, length: int | None = None, dtype=jnp.float32) -> Cache:
+        """Room for ``length`` positions (default ``max_len``): a decoder needs only its prompt's
+        and its answer's, and every step reads and rewrites the whole cache."""
         cfg = self.cfg
-        shape = (cfg.n_layers, batch, cfg.max_len, cfg.n_heads, cfg.head_dim)
-        return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+        shape = (batch, length or cfg.max_len, cfg.n_heads, cfg.head_dim)
+        empty = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
+        return empty, empty
 
 
 def _scaled_init(cfg: ModelConfig):
