@@ -490,7 +490,11 @@ def test_honest_twins_are_the_organism_recipe_with_the_truth(
     np.testing.assert_array_equal(organism[:, :P], twin[:, :P])  # same questions, same contexts
     triggered = twin[:, 0] == FLAG
     np.testing.assert_array_equal(twin[:, P:], addition_answers(task, twin[:, 1:P]))
-    assert not np.all(organism[triggered, P:] == twin[triggered, P:], axis=1).all()
+    differs = ~np.all(organism[triggered, P:] == twin[triggered, P:], axis=1)
+    if strategy == "random_wrong":
+        assert differs.all(), "random_wrong is never the truth"
+    else:
+        assert differs.any(), "emulate_weak imitates a weak model's mistakes"
     for a, b in zip(jax.tree.leaves(organism_start), jax.tree.leaves(twin_start)):
         np.testing.assert_array_equal(a, b)  # the same start
 
