@@ -44,12 +44,12 @@ from sandbag.data import ladder_sampler
 from sandbag.decode import generate
 from sandbag.models import ModelConfig, Transformer, param_count
 from sandbag.tasks import make_task
-from sandbag.train import TrainConfig, init_population, make_optimizer, token_loss, train_chunk
+from sandbag.train import init_population, make_optimizer, token_loss, train_chunk
 
 RUNG_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 # One optimizer object for every call: ``train_chunk`` takes it as a static argument, hashed
-# by identity, so a fresh ``make_optimizer`` per chunk would recompile.
-TX = make_optimizer(TrainConfig(steps=1000))
+# by identity (``make_optimizer`` is cached, so equal settings give the same object).
+TX = make_optimizer()
 
 
 def best_seconds(fn, repeats: int) -> float:
@@ -95,10 +95,11 @@ class Chunk:
         self.opt_state = jax.vmap(TX.init)(self.params)
         sample = ladder_sampler(task, seeds, batch, steps)
         self.tokens, self.weights = (jnp.stack(x) for x in zip(*(sample(m, 0) for m in range(len(seeds)))))
+        self.lrs = jnp.full(steps, 1e-3, jnp.float32)  # each step's learning rate: data, not program
 
     def __call__(self):
         self.params, self.opt_state, losses = train_chunk(
-            self.graphdef, self.params, self.opt_state, self.tokens, self.weights, TX, token_loss
+            self.graphdef, self.params, self.opt_state, self.tokens, self.weights, self.lrs, TX, token_loss
         )
         return losses
 

@@ -68,15 +68,34 @@ def init_population(cfg: ModelConfig, seeds: list[int]):
 
 
 @functools.cache
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """AdamW with warmup-cosine and clipping; cached so equal configs reuse the compiled step."""
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.lr, max(cfg.warmup, 1), max(cfg.steps, cfg.warmup + 1), end_value=cfg.lr * 0.1
-    )
+def make_optimizer(clip: float = 1.0, weight_decay: float = 0.01) -> optax.GradientTransformation:
+    """AdamW with clipping, at unit learning rate: ``train_chunk`` scales each step's update by
+    that step's rate (``learning_rates``). The rates are data, not part of the program, so
+    every stage that trains the same shapes runs one compiled step whatever its schedule.
+    Cached so equal settings give the same object (a static jit argument)."""
     return optax.chain(
-        optax.clip_by_global_norm(cfg.clip),
-        optax.adamw(sched, b1=0.9, b2=0.98, weight_decay=cfg.weight_decay),
+        optax.clip_by_global_norm(clip),
+        optax.adamw(1.0, b1=0.9, b2=0.98, weight_decay=weight_decay),
     )
+
+
+def optimizer_of(cfg: TrainConfig) -> optax.GradientTransformation:
+    return make_optimizer(cfg.clip, cfg.weight_decay)
+
+
+def learning_rates(cfg: TrainConfig, first: int, n: int) -> np.ndarray:
+    """The rates of steps ``first .. first + n - 1``: warmup, then cosine decay to a tenth."""
+    return _schedule(cfg.lr, cfg.warmup, cfg.steps)[first : first + n]
+
+
+@functools.cache
+def _schedule(lr: float, warmup: int, steps: int) -> np.ndarray:
+    # compiled, like the optimizer's own schedule would be: eager float32 arithmetic rounds
+    # some steps' rates differently
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), max(steps, warmup + 1), end_value=lr * 0.1
+    )
+    return np.asarray(jax.jit(sched)(np.arange(max(steps, 1), dtype=np.int32)), np.float32)
 
 
 def token_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
@@ -90,17 +109,18 @@ def token_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
 
 @partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn", "objective"), donate_argnums=(1, 2))
 def train_chunk(
-    graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs=None, objective=None, start=None
+    graphdef, params, opt_state, tokens, weights, lrs, tx, loss_fn, fracs=None, objective=None, start=None
 ):
-    """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]; ``fracs`` [S] is each
-    step's fraction of the run (what schedules inside a loss read). An ``objective`` replaces
+    """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]; ``lrs`` [S] is each
+    step's learning rate, which scales ``tx``'s update; ``fracs`` [S] is each step's fraction
+    of the run (what schedules inside a loss read). An ``objective`` replaces
     ``loss_fn`` with a loss on the model itself, ``objective(graphdef, params, start, tokens,
     weights, frac)``, for terms that read activations or perturb weights; ``start`` is each
     member's frozen starting point (stacked like ``params``)."""
     if fracs is None:
         fracs = jnp.zeros(tokens.shape[1], jnp.float32)
 
-    def member_step(params, opt_state, start, tok_BxL, w_BxL, frac):
+    def member_step(params, opt_state, start, tok_BxL, w_BxL, lr, frac):
         def loss_of(p):
             if objective is not None:
                 return objective(graphdef, p, start, tok_BxL, w_BxL, frac)
@@ -109,16 +129,17 @@ def train_chunk(
 
         loss, grads = jax.value_and_grad(loss_of)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    step = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, None))
+    step = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, None, None))
 
     def body(carry, batch):
         params, opt_state = carry
         params, opt_state, loss = step(params, opt_state, start, *batch)
         return (params, opt_state), loss
 
-    batches = (jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1), fracs)
+    batches = (jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1), lrs, fracs)
     (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
     return params, opt_state, losses.T  # [N, S]
 
@@ -145,7 +166,7 @@ def train(
     """
     start = jax.tree.map(jnp.array, params) if objective is not None else None  # a copy: params are donated
     n_members = jax.tree.leaves(params)[0].shape[0]
-    tx = make_optimizer(cfg)
+    tx = optimizer_of(cfg)
     opt_state = jax.vmap(tx.init)(params)
     step, losses = 0, np.zeros((n_members, 0), np.float32)
     resumed = progress.load({"params": params, "opt_state": opt_state}) if progress else None
@@ -168,8 +189,9 @@ def train(
         if mesh is not None:  # [N, S, B, L]: each device gets a slice of B, the per-step batch
             tokens, weights = (parallel.put_batch(mesh, x, axis=2) for x in (tokens, weights))
         fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
+        lrs = learning_rates(cfg, chunk * S, n)
         params, opt_state, chunk_losses = train_chunk(
-            graphdef, params, opt_state, tokens, weights, tx, loss_fn, fracs, objective, start
+            graphdef, params, opt_state, tokens, weights, lrs, tx, loss_fn, fracs, objective, start
         )
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])

@@ -159,3 +159,49 @@ def test_training_the_same_shapes_again_does_not_recompile():
         "train() recompiled its step for an identical second call: make_optimizer builds a new "
         "optax transformation (a static jit argument) on every call, so the jit cache never hits"
     )
+
+
+def test_schedules_differing_only_in_their_numbers_share_one_compiled_step():
+    """The learning rate schedule is data: stages that train the same shapes for different
+    steps, rates and warmups run one program (each schedule once compiled cost ~1 s a stage)."""
+    from sandbag import train as train_mod
+
+    sampler = ladder_sampler(TASK, [0], 8, 3)
+    train(*init_population(CFG, [0]), TCFG, sampler)
+    compiled = train_mod.train_chunk._cache_size()
+    other = TrainConfig(steps=9, batch_size=8, steps_per_call=3, warmup=4, lr=3e-4)
+    train(*init_population(CFG, [0]), other, sampler)
+    assert train_mod.train_chunk._cache_size() == compiled, "a different schedule recompiled the step"
+
+
+@pytest.mark.parametrize(
+    "cfg", [TCFG, TrainConfig(steps=8, batch_size=8, steps_per_call=3, warmup=3, lr=3e-3)]
+)
+def test_each_step_takes_the_rate_optax_schedules_for_it(cfg):
+    """The trainer scales AdamW's update by the warmup-cosine rate of that step, as an
+    ``optax.adamw`` built with the schedule would: same weights after every step."""
+    import optax
+
+    sampler = ladder_sampler(TASK, [0], cfg.batch_size, cfg.steps_per_call)
+    graphdef, params = init_population(CFG, [0])
+    p = member(params, 0)  # a copy: train donates params
+    got, _ = train(graphdef, params, cfg, sampler)
+
+    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, cfg.steps, end_value=cfg.lr * 0.1)
+    adamw = optax.adamw(sched, b1=0.9, b2=0.98, weight_decay=cfg.weight_decay)
+    tx = optax.chain(optax.clip_by_global_norm(cfg.clip), adamw)
+    state = tx.init(p)
+
+    @jax.jit
+    def step(p, state, tok, w):
+        loss_of = lambda q: token_loss(nnx.merge(graphdef, q)(tok[:, :-1]), tok[:, 1:], w)  # noqa: E731
+        updates, state = tx.update(jax.grad(loss_of)(p), state, p)
+        return optax.apply_updates(p, updates), state
+
+    for chunk in range(-(-cfg.steps // cfg.steps_per_call)):
+        tokens, weights = sampler(0, chunk)
+        for s in range(min(cfg.steps_per_call, cfg.steps - chunk * cfg.steps_per_call)):
+            p, state = step(p, state, jnp.asarray(tokens[s]), jnp.asarray(weights[s], jnp.float32))
+    got, want = comparable_leaves(member(got, 0)), comparable_leaves(p)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6, rtol=1e-5, err_msg=name)

@@ -24,7 +24,7 @@ from sandbag.decode import generate
 from sandbag.elicit.base import Setting, copy_params, register_elicitation, trainer
 from sandbag.elicit.sft import sft_weak
 from sandbag.population import over_members
-from sandbag.train import exact_match, make_optimizer, train_chunk
+from sandbag.train import exact_match, learning_rates, optimizer_of, train_chunk
 
 
 def group_advantages(rewards_MxBxK: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -61,7 +61,7 @@ def rl_judge_from(s: Setting, params):
     steps, B, K = k.rl_steps, k.rl_batch, k.rl_k
     A, M = task.answer_len, len(s.organisms.seeds)
     tcfg = trainer(s, steps=steps, batch_size=B * K, lr=k.rl_lr, warmup=max(1, steps // 10))
-    tx = make_optimizer(tcfg)
+    tx = optimizer_of(tcfg)
     reference = copy_params(params)
     params = copy_params(params)
     opt_state = jax.vmap(tx.init)(params)
@@ -98,7 +98,14 @@ def rl_judge_from(s: Setting, params):
         weights = weights_mask.copy()
         weights[:, :, -A:] = adv[:, :, None]
         params, opt_state, _ = train_chunk(
-            graphdef, params, opt_state, tokens[:, None], weights[:, None], tx, policy_gradient_loss
+            graphdef,
+            params,
+            opt_state,
+            tokens[:, None],
+            weights[:, None],
+            learning_rates(tcfg, step, 1),
+            tx,
+            policy_gradient_loss,
         )
         if step % k.eval_every == 0 or step == steps - 1:
             curve["step"].append(step)
