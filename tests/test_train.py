@@ -163,7 +163,7 @@ def test_training_the_same_shapes_again_does_not_recompile():
 
 def test_schedules_differing_only_in_their_numbers_share_one_compiled_step():
     """The learning rate schedule is data: stages that train the same shapes for different
-    steps, rates and warmups run one program (each schedule once compiled cost ~1 s a stage)."""
+    steps, rates and warmups run one program (the schedule used to be part of it)."""
     from sandbag import train as train_mod
 
     sampler = ladder_sampler(TASK, [0], 8, 3)
