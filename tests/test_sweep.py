@@ -44,6 +44,16 @@ def test_the_sweep_is_a_multirun_over_at_least_four_gaps_with_a_report_callback(
     assert set(gaps) < set(gpu) <= set(GAPS), "scale=gpu sweeps more gaps"
 
 
+@pytest.mark.parametrize("scale", ["cpu", "gpu"])
+def test_a_sweep_pair_below_min_gap_is_a_point_of_the_sweep_not_a_stop(scale):
+    # small_medium's gap at scale=cpu is 0.48 (< min_gap 0.6): stopping there ended the sweep
+    # at its third job, before the report. The single-stage experiments still stop.
+    for experiment in ("gap_sweep", "gap_point"):
+        assert _compose([f"+experiment={experiment}", f"scale={scale}"]).allow_small_gap is True
+    assert _compose(["+experiment=organisms", f"scale={scale}"]).allow_small_gap is False
+    assert _compose(["+experiment=gap_point", "allow_small_gap=false"]).allow_small_gap is False
+
+
 def _fake_point(root: Path, weak: str, strong: str, seed: int, gap: float) -> None:
     """A finished gap point's results.json with the metric names the stages write."""
     m = {"gap": gap, "weak/acc": 0.3, "strong/acc": 0.3 + gap, "zoo/trained": 2, "zoo/reused": 5}
