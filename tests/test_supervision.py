@@ -183,6 +183,31 @@ def test_likelihood_is_the_geometric_mean_token_probability(weak_supervisor):
     np.testing.assert_allclose(judge.score(items, own), scores[:, 1], rtol=1e-5)
 
 
+def test_likelihood_scores_many_candidates_as_full_passes_do(weak_supervisor):
+    """Every one-token change of the true answer (what the red team's best_wrong scores),
+    across calls of the prompt-cached scorer and a padded last call, against one batched full
+    forward pass per candidate."""
+    task, weak = weak_supervisor
+    judge = make_judge(judge_cfg("likelihood"), task, weak, zoo=None)
+    items = eval_items(task, 24, 5)
+    gold = items.answers
+    cands = [gold]
+    for j, alpha in enumerate(answer_alphabet(task)):
+        for tok in alpha:
+            c = gold.copy()
+            c[:, j] = tok
+            cands.append(c)
+    cands = np.stack(cands, axis=1)
+    n, C, A = cands.shape
+    assert n > 1024 // C and n % (1024 // C) != 0, "the case needs several calls, the last padded"
+    scores = judge.score_many(items, cands)
+    model = single_model(weak)
+    seqs = np.concatenate([np.repeat(prompts_of(items, PAD), C, axis=0), cands.reshape(n * C, A)], axis=1)
+    logp = jax.nn.log_softmax(model(jnp.asarray(seqs[:, :-1]))[:, -A:], axis=-1)
+    picked = np.take_along_axis(np.asarray(logp), seqs[:, -A:, None], axis=-1)[..., 0]
+    np.testing.assert_allclose(scores, np.exp(picked.mean(-1)).reshape(n, C), rtol=1e-4, atol=1e-6)
+
+
 def test_the_verifier_trains_through_the_zoo_and_scores_in_unit_interval(weak_supervisor, zoo_dir):
     task, weak = weak_supervisor
     items = eval_items(task, 16, 3)
