@@ -41,6 +41,18 @@ def answer_alphabet(task: Task, n: int = 4096) -> list[np.ndarray]:
     return [np.unique(answers[:, j]) for j in range(answers.shape[1])]
 
 
+def one_token_changes(answers: np.ndarray, alphabet: list[np.ndarray]) -> np.ndarray:
+    """[n, K, A]: every answer with one position set to each of its plausible tokens (the
+    answer itself among them), K the alphabet sizes summed."""
+    out = []
+    for j, alpha in enumerate(alphabet):
+        for tok in alpha:
+            c = answers.copy()
+            c[:, j] = tok
+            out.append(c)
+    return np.stack(out, axis=1)
+
+
 def near_miss(answers: np.ndarray, alphabet: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Each answer with one position changed to another plausible token."""
     out = answers.copy()

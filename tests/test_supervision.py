@@ -15,7 +15,7 @@ import pytest
 from conftest import addition_answers, addition_operands, addition_rung
 from flax import nnx
 
-from sandbag.data import answer_alphabet, eval_items, near_miss
+from sandbag.data import answer_alphabet, eval_items, near_miss, one_token_changes
 from sandbag.decode import answers_of, prompts_of
 from sandbag.population import member
 from sandbag.schema import Judge
@@ -190,14 +190,8 @@ def test_likelihood_scores_many_candidates_as_full_passes_do(weak_supervisor):
     task, weak = weak_supervisor
     judge = make_judge(judge_cfg("likelihood"), task, weak, zoo=None)
     items = eval_items(task, 24, 5)
-    gold = items.answers
-    cands = [gold]
-    for j, alpha in enumerate(answer_alphabet(task)):
-        for tok in alpha:
-            c = gold.copy()
-            c[:, j] = tok
-            cands.append(c)
-    cands = np.stack(cands, axis=1)
+    changes = one_token_changes(items.answers, answer_alphabet(task))
+    cands = np.concatenate([items.answers[:, None], changes], axis=1)
     n, C, A = cands.shape
     assert n > 1024 // C and n % (1024 // C) != 0, "the case needs several calls, the last padded"
     scores = judge.score_many(items, cands)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sandbag.data import near_miss
+from sandbag.data import near_miss, one_token_changes
 from sandbag.registry import Registry
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import split_hash
@@ -55,13 +55,8 @@ def best_wrong(s: Situation, with_scores: bool = False):
     With ``with_scores``, also the judge's scores of that answer and of the true answer."""
     if s._best is None:
         gold = s.items.answers
-        cands = [s.weak]
-        for j, alpha in enumerate(s.alphabet):
-            for tok in alpha:
-                c = gold.copy()
-                c[:, j] = tok
-                cands.append(c)
-        cands = np.stack([gold, *cands], axis=1)  # [n, 1 + C, A]: the truth first, then candidates
+        # [n, 1 + C, A]: the truth first, then the candidates
+        cands = np.concatenate([gold[:, None], s.weak[:, None], one_token_changes(gold, s.alphabet)], axis=1)
         raw = s.judge.score_many(s.items, cands)
         wrong = np.any(cands != gold[:, None], axis=-1)
         pick = np.argmax(np.where(wrong, raw, -np.inf), axis=1)
