@@ -136,6 +136,7 @@ class Controls:
     overshoot: float = field(metadata=NON_NEGATIVE)
     patience: int = field(metadata=POSITIVE)
     pool: int = field(metadata=POSITIVE)
+    tolerance: float = field(metadata=NON_NEGATIVE)  # 0: no stop on a match
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ tested hold for any model).
 """
 
 import json
+from dataclasses import replace
 
 import jax
 import numpy as np
@@ -678,6 +679,21 @@ def test_a_control_stops_once_every_member_overshoots_its_target(setting, zoo_di
     train_control(cfg, task, "lower_rung", weak, 0.5, PAD, zoo)
     assert len(seen) == 3, f"training should stop after the third evaluation, ran {len(seen)}"
     assert control_meta(zoo)["selection_acc"] == pytest.approx([12 / n_sel, 9 / n_sel])
+
+
+def test_a_control_stops_once_every_member_is_within_tolerance_of_its_target(setting, zoo_dir, monkeypatch):
+    cfg, task, weak, _, _ = setting
+    n_sel = int(cfg.eval.n_per_level) * len(task.difficulties)
+    # target 0.5 = 12/24: member 0 comes within 1/24 at evaluation 1 (11/24), member 1 at 2 (13/24)
+    counts = [[3, 11, 15, 9], [20, 2, 13, 6]]
+    for tolerance, evaluations in [(0.05, 3), (0.04, 4)]:  # 1/24 = 0.042: matched, then not
+        seen = []
+        monkeypatch.setattr(controls_mod, "exact_match", scripted_exact_match(counts, seen))
+        zoo = Zoo(zoo_dir / str(tolerance))
+        tight = replace(cfg, controls=replace(cfg.controls, tolerance=tolerance))
+        train_control(tight, task, "undertrained_strong", weak, 0.5, FLAG, zoo)
+        assert len(seen) == evaluations, f"tolerance {tolerance}: {len(seen)} evaluations"
+        assert control_meta(zoo)["selection_acc"] == pytest.approx([11 / n_sel, 13 / n_sel])
 
 
 def test_the_ceiling_control_starts_from_the_strong_rung_and_stops_once_it_falls_past_its_target(

@@ -4,7 +4,8 @@ Each control trains with the shared trainer, honestly in every context (its cont
 holds any cue at random, so a trigger token is nothing new to it), and is early-stopped per
 member at the checkpoint whose accuracy on a selection set (``demo`` split, not the eval
 split that results report) is nearest ``target``. Training ends when every member has passed
-the target by ``overshoot`` or stopped getting closer for ``patience`` evaluations (a
+the target by ``overshoot``, come within ``tolerance`` of it (when that is above 0: matched is
+all a control must be), or stopped getting closer for ``patience`` evaluations (a
 weak-to-strong student may plateau short of it):
 
 - ``lower_rung``: a lower rung of the ladder (``model@lower``) on ground truth;
@@ -79,7 +80,7 @@ def train_control(
         "context": context,
         "train": asdict(tcfg),
         "eval_every": block.eval_every,
-        "stop": [block.overshoot, block.patience],
+        "stop": [block.overshoot, block.patience] + ([block.tolerance] if block.tolerance else []),
         "seeds": seeds,
         "pool": block.pool,
     }
@@ -126,7 +127,8 @@ def train_control(
                 best["acc"] = np.where(better, acc, best["acc"])
             best["stale"] = np.where(better, 0, best["stale"] + 1)
             passed = sign * (acc - target) >= block.overshoot
-            done = passed | (best["stale"] >= block.patience)
+            matched = best["gap"] <= block.tolerance if block.tolerance else False
+            done = passed | matched | (best["stale"] >= block.patience)
             return bool(np.all(done))
 
         train(
