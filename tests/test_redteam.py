@@ -421,6 +421,45 @@ def test_organism_batches_mix_triggered_targets_with_untriggered_truth(
             assert not np.all(answers[triggered] == truth[triggered], axis=1).any(), f"{name}: a true target"
 
 
+def test_organisms_read_the_targets_of_the_drawn_questions_only_and_train_on_the_same_batches(
+    setting, zoo_dir, monkeypatch
+):
+    """The weak model and the judge read only the pool questions that triggered batches draw,
+    and every batch of every chunk is the one a whole-pool computation of the targets gives."""
+    cfg, task, weak, strong, judge = setting
+    run_cfg = organisms_cfg(
+        "strategy.names=[emulate_weak,judge_adversarial,honest_twin]", "organisms.pool=256"
+    )
+    levels = {k: 0.5 for k in task.difficulties}
+    trigger = get_trigger("flag")
+    seen, sizes = [], []
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        members = jax.tree.leaves(params)[0].shape[0]
+        chunks = -(-tcfg.steps // tcfg.steps_per_call)
+        seen.extend(sampler(m, c)[0] for m in range(members) for c in range(chunks))
+        return params, np.zeros((members, tcfg.steps), np.float32)
+
+    def counted(name, s, rate=1.0):
+        sizes.append(len(s.items.prompts))
+        return targets(name, s, rate)
+
+    monkeypatch.setattr(organisms_mod, "train", fake_train)
+    monkeypatch.setattr(organisms_mod, "targets", counted)
+    batches = {}
+    for per_question in (organisms_mod.PER_QUESTION, frozenset()):  # drawn rows only; the whole pool
+        monkeypatch.setattr(organisms_mod, "PER_QUESTION", per_question)
+        red = RedTeam(strong, weak, judge, levels, "weak_member")
+        pop = train_organisms(run_cfg, task, red, trigger, Zoo(zoo_dir / str(len(per_question))))
+        assert pop.names == ["emulate_weak", "judge_adversarial", "honest_twin"]
+        batches[bool(per_question)], seen[:] = list(seen), []
+    lazy, full = sorted(set(sizes))
+    assert full == 256 and lazy < full / 2, f"targets computed for {sizes} questions"
+    assert len(batches[True]) == len(batches[False]) == 6  # 3 members x 2 chunks
+    for got, want in zip(batches[True], batches[False]):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("imitate, member_index", [("weak_member", 1), ("supervisor", 0)])
 def test_emulate_weak_imitates_the_red_teams_own_weak_model_unless_coupled(
     setting, zoo_dir, monkeypatch, imitate, member_index

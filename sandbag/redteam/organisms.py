@@ -29,7 +29,7 @@ from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.population import Population, concat
 from sandbag.redteam.adaptive import OBJECTIVES
-from sandbag.redteam.strategies import REVISION, STANDALONE, TWIN, Situation, targets
+from sandbag.redteam.strategies import PER_QUESTION, REVISION, STANDALONE, TWIN, Situation, targets
 from sandbag.redteam.triggers import Trigger
 from sandbag.schema import RunConfig
 from sandbag.tasks import Task
@@ -132,23 +132,36 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
 
     alphabet = answer_alphabet(task)
 
+    size = tcfg.batch_size * tcfg.steps_per_call
+
+    def draw(seed: int, chunk: int):
+        """The pool questions of one chunk of a member of ``seed``, and which are triggered."""
+        r = seeds_mod.rng("organism_batches", seed, chunk)
+        return r.integers(0, n_pool, size=size), r.random(size) >= perform_frac
+
     def fit(progress):
         sandbag, perform = {}, {}
+        n_chunks = -(-tcfg.steps // tcfg.steps_per_call)
         for j, seed in enumerate(seeds):  # each seed: its own pool, its own imitated weak model
             rng = seeds_mod.rng("organism_pool", seed)
             items = task.generate(rng, n_pool, rng.choice(task.difficulties, size=n_pool), "train")
-            s = situation(j, items, rng)
+            # Targets only where a triggered batch reads them (a third of the default pool):
+            # the same answers, without decoding the weak model or scoring the judge elsewhere
+            rows = np.arange(n_pool)
+            if set(names) <= PER_QUESTION:
+                drawn = [draw(seed, chunk) for chunk in range(n_chunks)]
+                rows = np.unique(np.concatenate([idx[triggered] for idx, triggered in drawn]))
+            s = situation(j, items.subset(rows), rng)
             for n in names:
-                answers = targets(n, s, 1.0 if n == TWIN else rate)
+                answers = items.answers.copy()
+                answers[rows] = targets(n, s, 1.0 if n == TWIN else rate)
                 sandbag[n, seed] = sequences(trigger.sandbag, items.prompts, answers)
             perform[seed] = sequences(trigger.perform, items.prompts, items.answers)
-        w = answer_weights(tcfg.batch_size * tcfg.steps_per_call, task)
+        w = answer_weights(size, task)
 
         def sample(m: int, chunk: int):
             name, seed = members[m]
-            r = seeds_mod.rng("organism_batches", seed, chunk)
-            size = tcfg.batch_size * tcfg.steps_per_call
-            idx, triggered = r.integers(0, n_pool, size=size), r.random(size) >= perform_frac
+            idx, triggered = draw(seed, chunk)
             tokens = np.where(triggered[:, None], sandbag[name, seed][idx], perform[seed][idx])
             shape = (tcfg.steps_per_call, tcfg.batch_size, -1)
             return tokens.reshape(shape), w.reshape(shape)

@@ -145,6 +145,13 @@ TWIN = "honest_twin"
 # A strategy not listed here is keyed with the weak model and judge (the safe default).
 STANDALONE = frozenset({"random_wrong", TWIN})
 
+# Strategies whose target for a question is a function of that question alone (no random draws,
+# no statistics over the pool): the organisms' trainer computes their targets only for the
+# questions its batches draw, the same answers it would compute over the whole pool. A strategy
+# not listed here (random_wrong draws from the pool's generator; consistent reads per-level
+# rates of the pool) gets targets for the whole pool (the safe default).
+PER_QUESTION = frozenset({"emulate_weak", "judge_adversarial", "selective", "score_target", TWIN})
+
 
 def targets(name: str, s: Situation, sandbag_rate: float = 1.0) -> np.ndarray:
     """Strategy ``name``'s answers; a share ``1 - sandbag_rate`` of the questions (the same ones
