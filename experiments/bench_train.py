@@ -15,7 +15,10 @@ disturbed by other jobs on a shared machine):
 
   (forward + backward = 3x forward; attention scores and the weighted sum cost
   2 * 2 * L^2 * d per layer and sequence forward; the full L x L square is counted because
-  the model computes it before masking). tokens/s = B * L * steps/s.
+  the model computes it before masking), less what the trainer skips: the loss reads the
+  ``A`` answer positions only, so the final block's attention output, out projection and
+  MLP and the head run for ``A`` of the ``L`` positions (``Transformer(..., last=A)``).
+  tokens/s = B * L * steps/s.
 - decode: ``sandbag.decode.generate`` of ``task.answer_len`` tokens for prompts
   ``[context] prompt``, with and without the key/value cache; items/s.
 - population: ``M`` members in one vmapped chunk vs the same members one at a time
@@ -44,7 +47,7 @@ from sandbag.data import ladder_sampler
 from sandbag.decode import generate
 from sandbag.models import ModelConfig, Transformer, param_count
 from sandbag.tasks import make_task
-from sandbag.train import init_population, make_optimizer, token_loss, train_chunk
+from sandbag.train import init_population, loss_positions, make_optimizer, token_loss, train_chunk
 
 RUNG_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 # One optimizer object for every call: ``train_chunk`` takes it as a static argument, hashed
@@ -74,8 +77,12 @@ def matmul_params(cfg: ModelConfig) -> int:
     return cfg.n_layers * (3 * d * d + d * d + 2 * cfg.mlp_ratio * d * d) + d * cfg.vocab_size
 
 
-def step_flops(cfg: ModelConfig, batch: int, L: int) -> float:
-    return 6 * matmul_params(cfg) * batch * L + 12 * cfg.n_layers * L**2 * cfg.d_model * batch
+def step_flops(cfg: ModelConfig, batch: int, L: int, last: int | None = None) -> float:
+    """FLOPs of one step; with ``last``, the final block past its qkv projection and the head
+    run for the last ``last`` positions only."""
+    k, d = last or L, cfg.d_model
+    skipped = ((1 + 2 * cfg.mlp_ratio) * d * d + d * cfg.vocab_size) * (L - k)  # per sequence
+    return 6 * (matmul_params(cfg) * L - skipped) * batch + 12 * ((cfg.n_layers - 1) * L + k) * L * d * batch
 
 
 def matmul_ceiling(sizes: list[int], repeats: int) -> dict:
@@ -90,16 +97,25 @@ def matmul_ceiling(sizes: list[int], repeats: int) -> dict:
 class Chunk:
     """The trainer's jitted chunk on fixed device data; each call continues from the last."""
 
-    def __init__(self, cfg: ModelConfig, task, seeds: list[int], batch: int, steps: int):
+    def __init__(self, cfg: ModelConfig, task, seeds: list[int], batch: int, steps: int, last: bool = True):
         self.graphdef, self.params = init_population(cfg, seeds)
         self.opt_state = jax.vmap(TX.init)(self.params)
         sample = ladder_sampler(task, seeds, batch, steps)
         self.tokens, self.weights = (jnp.stack(x) for x in zip(*(sample(m, 0) for m in range(len(seeds)))))
         self.lrs = jnp.full(steps, 1e-3, jnp.float32)  # each step's learning rate: data, not program
+        self.last = loss_positions(np.asarray(self.weights)) if last else None  # as sandbag.train.train
 
     def __call__(self):
         self.params, self.opt_state, losses = train_chunk(
-            self.graphdef, self.params, self.opt_state, self.tokens, self.weights, self.lrs, TX, token_loss
+            self.graphdef,
+            self.params,
+            self.opt_state,
+            self.tokens,
+            self.weights,
+            self.lrs,
+            TX,
+            token_loss,
+            last=self.last,
         )
         return losses
 
@@ -108,7 +124,7 @@ def bench_train(cfg, task, batch, steps, repeats, ceiling) -> dict:
     chunk = Chunk(cfg, task, [0], batch, steps)
     step_s = best_seconds(chunk, repeats) / steps
     L = task.seq_len - 1
-    flops = step_flops(cfg, batch, L) / step_s
+    flops = step_flops(cfg, batch, L, chunk.last) / step_s
     return dict(
         params=param_count(chunk.params),
         matmul_params=matmul_params(cfg),

@@ -40,7 +40,7 @@ def generate(
         )
     keys = jax.random.split(key, n_new)
     if use_cache:
-        logits, cache = model.decode_step(prompts_BxP, 0, model.empty_cache(B, P + n_new))
+        logits, cache = model.decode_step(prompts_BxP, 0, model.empty_cache(B, P + n_new), last=1)
         first = _pick(logits[:, -1], keys[0], temperature)
 
         def step(carry, i_key):

@@ -102,21 +102,36 @@ def token_loss(logits_BxLxV, targets_BxL, weights_BxL, step_frac=0.0):
     """Weighted mean cross-entropy: the default loss (weights select answer tokens).
 
     Every loss takes ``(logits, targets, weights, step_frac)``; ``step_frac`` in [0, 1) is how
-    far the run is, for losses with a schedule (the confidence loss warms up its weight)."""
+    far the run is, for losses with a schedule (the confidence loss warms up its weight). A
+    loss treats positions alike: the trainer passes only the final positions that hold a
+    nonzero weight (``loss_positions``)."""
     ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets_BxL)
     return (ce * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn", "objective"), donate_argnums=(1, 2))
+@partial(jax.jit, static_argnames=("graphdef", "tx", "loss_fn", "objective", "last"), donate_argnums=(1, 2))
 def train_chunk(
-    graphdef, params, opt_state, tokens, weights, lrs, tx, loss_fn, fracs=None, objective=None, start=None
+    graphdef,
+    params,
+    opt_state,
+    tokens,
+    weights,
+    lrs,
+    tx,
+    loss_fn,
+    fracs=None,
+    objective=None,
+    start=None,
+    last=None,
 ):
     """Scan ``S`` optimizer steps for every member: tokens [N, S, B, L]; ``lrs`` [S] is each
     step's learning rate, which scales ``tx``'s update; ``fracs`` [S] is each step's fraction
     of the run (what schedules inside a loss read). An ``objective`` replaces
     ``loss_fn`` with a loss on the model itself, ``objective(graphdef, params, start, tokens,
     weights, frac)``, for terms that read activations or perturb weights; ``start`` is each
-    member's frozen starting point (stacked like ``params``)."""
+    member's frozen starting point (stacked like ``params``). ``last``: every weight outside
+    the last ``last`` positions is zero (``loss_positions``), so ``loss_fn`` reads only the
+    logits of those positions and the model computes no others."""
     if fracs is None:
         fracs = jnp.zeros(tokens.shape[1], jnp.float32)
 
@@ -124,8 +139,9 @@ def train_chunk(
         def loss_of(p):
             if objective is not None:
                 return objective(graphdef, p, start, tok_BxL, w_BxL, frac)
-            logits = nnx.merge(graphdef, p)(tok_BxL[:, :-1])
-            return loss_fn(logits, tok_BxL[:, 1:], w_BxL, frac)
+            logits = nnx.merge(graphdef, p)(tok_BxL[:, :-1], last=last)
+            keep = slice(None) if last is None else slice(-last, None)
+            return loss_fn(logits, tok_BxL[:, 1:][:, keep], w_BxL[:, keep], frac)
 
         loss, grads = jax.value_and_grad(loss_of)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -186,12 +202,13 @@ def train(
         data = [sampler(m, chunk) for m in range(n_members)]
         tokens = np.stack([d[0][:n] for d in data])
         weights = np.stack([d[1][:n] for d in data]).astype(np.float32)
-        if mesh is not None:  # [N, S, B, L]: each device gets a slice of B, the per-step batch
-            tokens, weights = (parallel.put_batch(mesh, x, axis=2) for x in (tokens, weights))
         fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
         lrs = learning_rates(cfg, chunk * S, n)
+        last = None if objective is not None else loss_positions(weights)
+        if mesh is not None:  # [N, S, B, L]: each device gets a slice of B, the per-step batch
+            tokens, weights = (parallel.put_batch(mesh, x, axis=2) for x in (tokens, weights))
         params, opt_state, chunk_losses = train_chunk(
-            graphdef, params, opt_state, tokens, weights, lrs, tx, loss_fn, fracs, objective, start
+            graphdef, params, opt_state, tokens, weights, lrs, tx, loss_fn, fracs, objective, start, last
         )
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])
@@ -211,6 +228,16 @@ def train(
     return (params if mesh is None else parallel.one_device(params)), losses
 
 
+def loss_positions(weights: np.ndarray) -> int | None:
+    """How many final positions hold every nonzero weight of ``weights`` [..., L] (None: all of
+    them, or no weight at all): the positions whose logits a weighted loss reads. Answer
+    weights give the answer length, so the trainer skips the rest of the final block."""
+    used = np.flatnonzero(np.any(weights != 0, axis=tuple(range(weights.ndim - 1))))
+    if len(used) == 0 or used[0] == 0:
+        return None
+    return int(weights.shape[-1] - used[0])
+
+
 def _account(losses, chunk_losses, bar, t0, desc, first_step):
     chunk = np.asarray(chunk_losses)
     if not np.all(np.isfinite(chunk)):
@@ -228,8 +255,8 @@ def _account(losses, chunk_losses, bar, t0, desc, first_step):
 @partial(jax.jit, static_argnames=("graphdef", "answer_len"))
 def _exact_match(graphdef, params, tokens_BxL, answer_len: int):
     def one(p):
-        logits = nnx.merge(graphdef, p)(tokens_BxL[:, :-1])
-        pred = jnp.argmax(logits[:, -answer_len:], axis=-1)
+        logits = nnx.merge(graphdef, p)(tokens_BxL[:, :-1], last=answer_len)
+        pred = jnp.argmax(logits, axis=-1)
         return jnp.all(pred == tokens_BxL[:, -answer_len:], axis=-1)
 
     return over_members(one, params)

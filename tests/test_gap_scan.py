@@ -155,7 +155,7 @@ def test_a_small_gap_stops_every_stage_but_the_ladder(caplog, monkeypatch):
     ladder.check_gap(cfg, {"gap": 0.4, "gap_max": 0.7}, stop=True)  # a gap: nothing to say
     allowed, _ = typed("+experiment=organisms", "allow_small_gap=true")
     with caplog.at_level(logging.WARNING):
-        for _ in range(3):  # gap_point builds the ladder once per stage
+        for _ in range(3):  # checked again by every experiment of one process
             ladder.check_gap(allowed, small, stop=True)
             ladder.check_gap(cfg, small, stop=False)  # capability_ladder: warns only
     lines = [r.getMessage() for r in caplog.records if "gap_scan" in r.getMessage()]

@@ -123,6 +123,22 @@ def test_activations_are_the_residual_stream_of_every_layer(n_layers):
     np.testing.assert_allclose(np.asarray(from_last), np.asarray(logits), atol=1e-5)
 
 
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("last", [1, 4])
+def test_the_logits_of_the_last_positions_alone_are_those_of_the_full_pass(models, n_layers, last):
+    cfg = tiny_config(n_layers)
+    graphdef, params = nnx.split(Transformer(cfg, nnx.Rngs(params=n_layers)))
+    if n_layers == 2:
+        graphdef, params = models["trained"]
+    seq = jnp.asarray(
+        np.random.default_rng(1).integers(0, TASK.vocab_size, size=(6, TASK.seq_len)), jnp.int32
+    )
+    full = forward(graphdef, params, seq)
+    tail = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x, last=last))(params, seq)
+    assert tail.shape == (6, last, TASK.vocab_size)
+    np.testing.assert_allclose(np.asarray(tail), np.asarray(full[:, -last:]), atol=1e-5, rtol=0)
+
+
 def test_the_model_is_causal(models):
     """Changing a token never changes the logits before it: teacher forcing cannot peek."""
     graphdef, params = models["trained"]

@@ -137,6 +137,38 @@ def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, caps
 # own tests; the default gap list is checked by composition above): two gaps of the tests' own
 # (tests/conf/gap/), where tiny is the strong rung of one job and the weak rung of the other.
 # The sweep machinery is the same at any pair; the smallest rungs compile fastest.
+def test_a_gap_point_builds_its_ladder_and_judge_once_and_counts_each_stage_s_time_once(monkeypatch):
+    """The three stages share one ``Setting``: built once, its metrics and build time (ladder,
+    judges) counted once, each stage's own time added to it."""
+    from sandbag.pipelines import bakeoff, elicitation, gap_point, organisms, setting
+
+    built = []
+
+    class Shared:
+        metrics = {"weak/acc": 0.3, "time/ladder_s": 10.0, "time/judges_s": 2.0}
+
+    def build(cfg, task, zoo):
+        built.append(cfg)
+        return Shared()
+
+    def stage(name, seconds):
+        def run(cfg, task, zoo, out_dir, setting=None):
+            assert isinstance(setting, Shared)
+            judged = setting.metrics["time/judges_s"] + 1.0  # a stage may time more judging
+            return {**setting.metrics, "time/judges_s": judged, f"time/{name}_s": seconds, f"{name}/x": 1.0}
+
+        return run
+
+    monkeypatch.setattr(setting, "build", build)
+    for module, seconds in ((organisms, 5.0), (bakeoff, 7.0), (elicitation, 3.0)):
+        monkeypatch.setattr(module, "run", stage(module.__name__.rsplit(".", 1)[-1], seconds))
+    m = gap_point.run("cfg", None, None, Path("."))
+    assert built == ["cfg"]
+    assert m["time/ladder_s"] == 10.0 and m["time/judges_s"] == 2.0 + 3 * 1.0
+    assert (m["time/organisms_s"], m["time/bakeoff_s"], m["time/elicitation_s"]) == (5.0, 7.0, 3.0)
+    assert m["weak/acc"] == 0.3 and m["bakeoff/x"] == 1.0
+
+
 TRIM = [
     f"hydra.searchpath=[file://{TESTS_DIR}/conf]",
     "gap=nano_tiny,tiny_small",

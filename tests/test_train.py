@@ -1,6 +1,7 @@
 """The trainer: a population member trains exactly as it would alone; a NaN stops training
 at once; an interrupted run resumes to the same weights; exact match equals greedy decoding."""
 
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -15,7 +16,15 @@ from sandbag.decode import generate
 from sandbag.models import ModelConfig
 from sandbag.tasks import make_task
 from sandbag.tasks.base import SPECIALS
-from sandbag.train import TrainConfig, TrainingDiverged, exact_match, init_population, token_loss, train
+from sandbag.train import (
+    TrainConfig,
+    TrainingDiverged,
+    exact_match,
+    init_population,
+    loss_positions,
+    token_loss,
+    train,
+)
 from sandbag.zoo import Zoo
 
 TASK = make_task("addition", slots=3, digits=2)
@@ -205,3 +214,46 @@ def test_each_step_takes_the_rate_optax_schedules_for_it(cfg):
     got, want = comparable_leaves(member(got, 0)), comparable_leaves(p)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=1e-6, rtol=1e-5, err_msg=name)
+
+
+def test_loss_positions_are_the_final_ones_that_hold_a_weight():
+    w = np.zeros((2, 3, 4, 10), np.float32)
+    assert loss_positions(w) is None  # no weight anywhere: the full pass
+    w[1, 2, 3, -3] = -0.5  # one signed weight, in one member, step and row, decides
+    assert loss_positions(w) == 3
+    w[0, 0, 0, 0] = 1.0
+    assert loss_positions(w) is None
+
+
+def test_training_on_the_answer_positions_alone_moves_the_weights_as_the_full_pass(monkeypatch):
+    """The trainer computes logits only where answer weights sit; the steps it takes are the
+    full pass's up to float rounding (against a trainer that is made to read every position)."""
+    import sandbag.train as train_mod
+
+    seeds = [0, 1]
+    cfg = replace(CFG, n_layers=2)
+    graphdef, params = init_population(cfg, seeds)
+    seen = []
+    real = train_mod.train_chunk
+
+    def spy(*args, **kwargs):
+        seen.append(args[-1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_chunk", spy)
+    sampler = ladder_sampler(TASK, seeds, 8, 3)
+    tail, tail_losses = train(graphdef, jax.tree.map(jnp.array, params), TCFG, sampler)
+    assert seen and set(seen) == {TASK.answer_len}
+    # The first step's loss, from the full pass of the starting weights, next-token targets.
+    tokens, weights = (x[0] for x in sampler(1, 0))
+    first = token_loss(logits_of(graphdef, member(params, 1), tokens[:, :-1]), tokens[:, 1:], weights)
+    assert tail_losses[1, 0] == pytest.approx(float(first), rel=1e-5)
+    monkeypatch.setattr(train_mod, "loss_positions", lambda weights: None)
+    full, full_losses = train(graphdef, params, TCFG, sampler)
+    assert seen[-1] is None
+    np.testing.assert_allclose(tail_losses, full_losses, rtol=1e-4)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(tail), jax.tree.leaves(full)):
+        # The keys' bias has a gradient of exactly zero (it shifts every score of a query
+        # alike): its steps are float noise, which Adam scales up to the learning rate.
+        noise = "qkv" in jax.tree_util.keystr(path) and a.ndim == 2
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4 if noise else 1e-6)

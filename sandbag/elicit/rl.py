@@ -48,7 +48,7 @@ def _sample(graphdef, params, prompts, keys, n_new: int, temperature: float):
 @partial(jax.jit, static_argnames=("graphdef", "answer_len"))
 def _sequence_logprob(graphdef, params, tokens_MxBxL, answer_len: int):
     def one(p, toks):
-        logits = nnx.merge(graphdef, p)(toks[:, :-1])[:, -answer_len:]
+        logits = nnx.merge(graphdef, p)(toks[:, :-1], last=answer_len)
         logp = jax.nn.log_softmax(logits, -1)
         return jnp.take_along_axis(logp, toks[:, -answer_len:, None], -1)[..., 0].sum(-1)
 
@@ -106,6 +106,7 @@ def rl_judge_from(s: Setting, params):
             learning_rates(tcfg, step, 1),
             tx,
             policy_gradient_loss,
+            last=A,  # the advantages sit on the answer positions alone
         )
         if step % k.eval_every == 0 or step == steps - 1:
             curve["step"].append(step)

@@ -86,8 +86,11 @@ def _cat(groups: list[Group], field: str):
     return np.concatenate(values) if field == "labels" else np.asarray(sum(values, []))
 
 
-def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
-    s = setting_mod.build(cfg, task, zoo)
+def run(
+    cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path, setting: setting_mod.Setting | None = None
+) -> dict[str, float]:
+    """``setting``: the ladder and judge already built from ``cfg`` (``gap_point`` shares one)."""
+    s = setting or setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
     b, seed = cfg.bakeoff, cfg.seed
     t0 = time.perf_counter()

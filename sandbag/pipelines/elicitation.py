@@ -62,8 +62,11 @@ def outcome(p: str, pop, judge, items, deploy: int, train_context: int, before, 
     return out
 
 
-def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
-    shared = setting_mod.build(cfg, task, zoo)
+def run(
+    cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path, setting: setting_mod.Setting | None = None
+) -> dict[str, float]:
+    """``setting``: the ladder and judge already built from ``cfg`` (``gap_point`` shares one)."""
+    shared = setting or setting_mod.build(cfg, task, zoo)
     metrics, judge, items = dict(shared.metrics), shared.judge, shared.items
     k = cfg.elicitation
     trigger = get_trigger(k.trigger)

@@ -76,8 +76,11 @@ def organisms(
     return pop, [start_of[seed] for seed in pop.seeds]
 
 
-def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]:
-    s = setting_mod.build(cfg, task, zoo)
+def run(
+    cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path, setting: setting_mod.Setting | None = None
+) -> dict[str, float]:
+    """``setting``: the ladder and judge already built from ``cfg`` (``gap_point`` shares one)."""
+    s = setting or setting_mod.build(cfg, task, zoo)
     metrics = dict(s.metrics)
     trigger = get_trigger(cfg.trigger.name)
     with timed(metrics, "organisms"):

@@ -81,7 +81,7 @@ def _mean_logprob(graphdef, params, rows, prompt_len: int, answer_len: int):
     B, P, A = rows.shape[0], prompt_len, answer_len
     prompts, cands = rows[:, :P], rows[:, P:].reshape(B, -1, A)
     C = cands.shape[1]
-    logits, cache = model.decode_step(prompts, 0, model.empty_cache(B, P + A - 1))
+    logits, cache = model.decode_step(prompts, 0, model.empty_cache(B, P + A - 1), last=1)
     logp = jnp.take_along_axis(jax.nn.log_softmax(logits[:, -1]), cands[..., 0], axis=-1)[..., None]
     if A > 1:
         cache = jax.tree.map(lambda c: jnp.repeat(c, C, axis=0), cache)
@@ -96,7 +96,7 @@ def _mean_logprob(graphdef, params, rows, prompt_len: int, answer_len: int):
 def _p_yes(graphdef, params, tokens_BxL, answer_len: int):
     """The verdict on a candidate: the least P(<yes>) over its answer tokens, each read at its
     own position."""
-    logits = nnx.merge(graphdef, jax.tree.map(lambda x: x[0], params))(tokens_BxL)[:, -answer_len:]
+    logits = nnx.merge(graphdef, jax.tree.map(lambda x: x[0], params))(tokens_BxL, last=answer_len)
     return jax.nn.softmax(logits[..., jnp.array([YES, NO])], axis=-1)[..., 0].min(-1)
 
 
