@@ -133,10 +133,6 @@ def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, caps
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
 
 
-# What the end-to-end test trims (detectors, strategies and elicitation methods run in their
-# own tests; the default gap list is checked by composition above): two gaps of the tests' own
-# (tests/conf/gap/), where tiny is the strong rung of one job and the weak rung of the other.
-# The sweep machinery is the same at any pair; the smallest rungs compile fastest.
 def test_a_gap_point_builds_its_ladder_and_judge_once_and_counts_each_stage_s_time_once(monkeypatch):
     """The three stages share one ``Setting``: built once, its metrics and build time (ladder,
     judges) counted once, each stage's own time added to it."""
@@ -169,6 +165,10 @@ def test_a_gap_point_builds_its_ladder_and_judge_once_and_counts_each_stage_s_ti
     assert m["weak/acc"] == 0.3 and m["bakeoff/x"] == 1.0
 
 
+# What the end-to-end test trims (detectors, strategies and elicitation methods run in their
+# own tests; the default gap list is checked by composition above): two gaps of the tests' own
+# (tests/conf/gap/), where tiny is the strong rung of one job and the weak rung of the other.
+# The sweep machinery is the same at any pair; the smallest rungs compile fastest.
 TRIM = [
     f"hydra.searchpath=[file://{TESTS_DIR}/conf]",
     "gap=nano_tiny,tiny_small",

@@ -118,10 +118,10 @@ class Transformer(nnx.Module):
         pos_L = start + jnp.arange(L)
         x = self.embed(tokens_BxL) + self.pos(pos_L)[None]
         acts, new_k, new_v = [], [], []
-        final = len(self.blocks) - 1
+        tail = last if last is not None and last < L else None  # the final block's outputs read
         for i, block in enumerate(self.blocks):
             kv = None if cache is None else (cache[0][i], cache[1][i])
-            x, kv = block(x, pos_L, kv, last if i == final and last is not None and last < L else None)
+            x, kv = block(x, pos_L, kv, tail if i == len(self.blocks) - 1 else None)
             acts.append(x)
             if kv is not None:
                 new_k.append(kv[0])
