@@ -6,7 +6,11 @@ disturbed by other jobs on a shared machine):
 
 - ceiling: FLOP/s of a jitted float32 ``n x n`` matmul (2 n^3 FLOPs), best over sizes.
 - train: one jitted ``sandbag.train.train_chunk`` of ``S`` AdamW steps, population of one,
-  on data from ``sandbag.data.ladder_sampler`` already on the device. With ``L`` the forward
+  on data from ``sandbag.data.ladder_sampler`` already on the device: on one device, and
+  (``all_devices_steps_per_s``) on every device the way ``sandbag.train.train`` runs it,
+  params replicated and each batch split over the devices. ``--cpu-devices`` gives JAX's CPU
+  backend its devices as ``cpu_devices`` does for a run (default ``auto``: one per core, at
+  most 4), so that column is the rate the pipeline trains at. With ``L`` the forward
   length (``task.seq_len - 1``: the trainer feeds ``tokens[:, :-1]``), ``B`` the batch,
   ``N`` the matmul weights (qkv, out, up, down per block plus the head; embeddings,
   biases and LayerNorms excluded) and ``d`` the width, FLOPs per step are
@@ -22,9 +26,10 @@ disturbed by other jobs on a shared machine):
 - decode: ``sandbag.decode.generate`` of ``task.answer_len`` tokens for prompts
   ``[context] prompt``, with and without the key/value cache; items/s.
 - population: ``M`` members in one vmapped chunk vs the same members one at a time
-  (populations of one); member-steps/s = members * S / seconds.
+  (populations of one), on one device; member-steps/s = members * S / seconds.
 
     python experiments/bench_train.py --rungs nano tiny small medium
+    taskset -c 0 python experiments/bench_train.py --cpu-devices 1 --rungs medium   # one core
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from sandbag import parallel
 from sandbag.data import ladder_sampler
 from sandbag.decode import generate
 from sandbag.models import ModelConfig, Transformer, param_count
+from sandbag.run import use_cpu_devices
 from sandbag.tasks import make_task
 from sandbag.train import init_population, loss_positions, make_optimizer, token_loss, train_chunk
 
@@ -97,11 +104,22 @@ def matmul_ceiling(sizes: list[int], repeats: int) -> dict:
 class Chunk:
     """The trainer's jitted chunk on fixed device data; each call continues from the last."""
 
-    def __init__(self, cfg: ModelConfig, task, seeds: list[int], batch: int, steps: int, last: bool = True):
+    def __init__(
+        self, cfg: ModelConfig, task, seeds: list[int], batch: int, steps: int, last: bool = True, mesh=None
+    ):
         self.graphdef, self.params = init_population(cfg, seeds)
         self.opt_state = jax.vmap(TX.init)(self.params)
         sample = ladder_sampler(task, seeds, batch, steps)
-        self.tokens, self.weights = (jnp.stack(x) for x in zip(*(sample(m, 0) for m in range(len(seeds)))))
+        self.tokens, self.weights = (np.stack(x) for x in zip(*(sample(m, 0) for m in range(len(seeds)))))
+        if mesh is not None:  # as sandbag.train.train: replicated state, each batch split over the devices
+            self.params, self.opt_state = jax.device_put(
+                (self.params, self.opt_state), parallel.replicated(mesh)
+            )
+            self.tokens, self.weights = (
+                parallel.put_batch(mesh, x, axis=2) for x in (self.tokens, self.weights)
+            )
+        else:
+            self.tokens, self.weights = jnp.asarray(self.tokens), jnp.asarray(self.weights)
         self.lrs = jnp.full(steps, 1e-3, jnp.float32)  # each step's learning rate: data, not program
         self.last = loss_positions(np.asarray(self.weights)) if last else None  # as sandbag.train.train
 
@@ -123,6 +141,12 @@ class Chunk:
 def bench_train(cfg, task, batch, steps, repeats, ceiling) -> dict:
     chunk = Chunk(cfg, task, [0], batch, steps)
     step_s = best_seconds(chunk, repeats) / steps
+    mesh = parallel.data_mesh()
+    all_step_s = (
+        step_s
+        if mesh is None
+        else best_seconds(Chunk(cfg, task, [0], batch, steps, mesh=mesh), repeats) / steps
+    )
     L = task.seq_len - 1
     flops = step_flops(cfg, batch, L, chunk.last) / step_s
     return dict(
@@ -132,6 +156,8 @@ def bench_train(cfg, task, batch, steps, repeats, ceiling) -> dict:
         tokens_per_s=batch * L / step_s,
         gflops_per_s=flops / 1e9,
         ceiling_fraction=flops / ceiling,
+        devices=jax.device_count(),
+        all_devices_steps_per_s=1 / all_step_s,
     )
 
 
@@ -208,8 +234,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--decode-batch", type=int, default=256)
     ap.add_argument("--quick", action="store_true", help="few steps and repeats: a test, not a measurement")
+    ap.add_argument(
+        "--cpu-devices", default="auto", help="the CPU backend's devices, as cpu_devices in a run"
+    )
     ap.add_argument("--out", default="bench_train.json")
     args = ap.parse_args()
+    if args.cpu_devices != "auto" and not (args.cpu_devices.isdigit() and int(args.cpu_devices) >= 1):
+        ap.error(f"--cpu-devices {args.cpu_devices!r}: must be auto or a whole number of devices, 1 or more")
+    use_cpu_devices(args.cpu_devices, args.batch)  # before anything touches JAX's backend
 
     task = make_task(args.task)
     ladder = load_rungs(task)

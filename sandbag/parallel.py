@@ -6,8 +6,9 @@ step follows the data (GSPMD): every device runs the forward and backward pass o
 slice of the batch and the gradients are summed across devices before the update, so the
 result equals single-device training up to float reduction order. A batch the device count
 does not divide is replicated instead (every device computes the whole batch), with a
-warning. The trained params come back on the first device, where evaluation runs. With one
-device there is no mesh and nothing is moved.
+warning. The trained params come back on the default device, uncommitted as the zoo's are
+(``one_device``), and evaluation runs there. With one device there is no mesh and nothing is
+moved.
 
 On the CPU, ``cpu_devices`` (conf/scale/*.yaml) sets how many devices JAX's CPU backend has:
 one per core at the cpu and gpu scales (one at smoke), so a laptop's cores train as a mesh.
@@ -39,11 +40,15 @@ def data_mesh() -> Mesh | None:
 
 
 def one_device(tree):
-    """A replicated ``tree`` as its copy on this host's first device (no transfer). What the
-    trainer returns and evaluates with: a program whose inputs are replicated runs whole on
-    every device, so evaluating a medium population that way took 2-3x as long as on one
-    device (REPORT.md)."""
-    return jax.tree.map(lambda x: x.addressable_data(0), tree)
+    """A replicated ``tree`` as plain arrays on the default device, like a model the zoo loads
+    or a fresh initialisation: what the trainer returns and evaluates with. A program whose
+    inputs are replicated runs whole on every device (evaluating a medium population that
+    way took 2-3x as long as on one device, REPORT.md). And JAX compiles a program once for
+    arguments committed to a device, as one device's copy of a replicated array is, and once
+    more for uncommitted ones: every evaluation program compiled twice wherever trained and
+    loaded models met. The copy goes through the host (this host's own copy: in a multi-host
+    run a replicated array spans hosts); these models are a few megabytes."""
+    return jax.device_put(jax.device_get(jax.tree.map(lambda x: x.addressable_data(0), tree)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -41,6 +41,8 @@ def test_quick_benchmark_writes_positive_rates(tmp_path):
         assert tiny[key] > 0, key
     assert tiny["params"] > tiny["matmul_params"] > 0
     assert tiny["tokens_per_s"] == pytest.approx(tiny["steps_per_s"] * 128 * res["seq_len"])
+    # the rate the pipeline trains at: every device, each batch split over them (conftest: 2)
+    assert tiny["devices"] == 2 and tiny["all_devices_steps_per_s"] > 0
 
     assert [(p["rung"], p["batch"]) for p in res["population"]] == [("tiny", 16), ("tiny", 128)]
     for p in res["population"]:

@@ -59,15 +59,28 @@ def spy(graphdef, params, opt_state, tokens, weights, *rest):
     return real_chunk(graphdef, params, opt_state, tokens, weights, *rest)
 
 train_mod.train_chunk = spy
+lowered = []
+LOWERING = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, *_, **__: lowered.append(event) if event == LOWERING else None
+)
 runs = {}
 for name, seeds, batch, steps in [("one", [0], 8, 6), ("two", [0, 1], 8, 6), ("odd", [0], 7, 3)]:
     seen.clear()
     tcfg = train_mod.TrainConfig(steps=steps, batch_size=batch, steps_per_call=3, warmup=2)
     graphdef, params = train_mod.init_population(cfg, seeds)
     params, losses = train_mod.train(graphdef, params, tcfg, ladder_sampler(task, seeds, batch, 3))
+    # Evaluation of the trained params, then of the same params as the zoo loads them: the
+    # programs lowered for it (lowering precedes the persistent compile cache, so it counts
+    # the programs a run needs whether or not an earlier run compiled them)
+    tokens = np.zeros((4, task.seq_len), np.int32)
+    lowered.clear()
+    for p in (params, jax.tree.map(np.asarray, params)):
+        train_mod._exact_match(graphdef, p, tokens, task.answer_len)
     runs[name] = {
         "chunks": list(seen),
         "out": placement(jax.tree.leaves(params)[0]),
+        "eval_programs": len(lowered),
         "losses": losses.tolist(),
         "params": {jax.tree_util.keystr(p): np.asarray(x).tolist()
                    for p, x in jax.tree_util.tree_leaves_with_path(params)},
@@ -110,6 +123,11 @@ def test_two_devices_split_the_batch_and_train_as_one_device():
             assert chunk["params"]["replicated"] and chunk["params"]["devices"] == 2
         # the trained params come back on one device: evaluating replicated ones runs on both
         assert two["runs"][name]["out"]["devices"] == 1, two["runs"][name]["out"]
+    for run in (two["runs"]["one"], two["runs"]["two"], one["runs"]["one"], one["runs"]["two"]):
+        # and as the zoo loads a model: one evaluation program serves both, not one each
+        # ("odd" evaluates as "one" did: nothing new to lower)
+        assert run["eval_programs"] == 1, run["eval_programs"]
+    assert two["runs"]["odd"]["eval_programs"] == one["runs"]["odd"]["eval_programs"] == 0
     for chunk in two["runs"]["odd"]["chunks"]:  # 7 rows: replicated on both devices, with a warning
         assert chunk["tokens"]["replicated"] and chunk["tokens"]["devices"] == 2
     assert "batch 7 is not divisible by 2 devices" in two_log
