@@ -45,8 +45,8 @@ def one_device(tree):
     inputs are replicated runs whole on every device (evaluating a medium population that
     way took 2-3x as long as on one device, REPORT.md). And JAX compiles a program once for
     arguments committed to a device, as one device's copy of a replicated array is, and once
-    more for uncommitted ones: every evaluation program compiled twice wherever trained and
-    loaded models met. The copy goes through the host (this host's own copy: in a multi-host
+    more for uncommitted ones, so every evaluation program would compile twice wherever
+    trained and loaded models meet. The copy goes through the host (this host's own copy: in a multi-host
     run a replicated array spans hosts); these models are a few megabytes."""
     return jax.device_put(jax.device_get(jax.tree.map(lambda x: x.addressable_data(0), tree)))
 
