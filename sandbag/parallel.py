@@ -46,8 +46,8 @@ def one_device(tree):
     way took 2-3x as long as on one device, REPORT.md). And JAX compiles a program once for
     arguments committed to a device, as one device's copy of a replicated array is, and once
     more for uncommitted ones, so every evaluation program would compile twice wherever
-    trained and loaded models meet. The copy goes through the host (this host's own copy: in a multi-host
-    run a replicated array spans hosts); these models are a few megabytes."""
+    trained and loaded models meet. The copy goes through the host (this host's own copy: in
+    a multi-host run a replicated array spans hosts); these models are a few megabytes."""
     return jax.device_put(jax.device_get(jax.tree.map(lambda x: x.addressable_data(0), tree)))
 
 

@@ -50,6 +50,28 @@ def test_quick_benchmark_writes_positive_rates(tmp_path):
     assert "tiny" in proc.stdout  # the table is printed too
 
 
+def test_the_all_devices_chunk_is_placed_as_the_trainer_places_it():
+    """What ``all_devices_steps_per_s`` times: state replicated on both devices (conftest: 2),
+    each step's batch split over them, not one device's chunk under another name."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    from sandbag import parallel
+    from sandbag.tasks import make_task
+
+    task = make_task("signed_sum")
+    cfg = bench_train.load_rungs(task)["nano"]
+    chunk = bench_train.Chunk(cfg, task, [0], 8, 2, mesh=parallel.data_mesh())
+    leaf = bench_train.jax.tree.leaves(chunk.params)[0]
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 2
+    for x in (chunk.tokens, chunk.weights):  # [members, steps, batch, L]: batch split
+        assert [s.data.shape[:3] for s in x.addressable_shards] == [(1, 2, 4)] * 2
+    losses = chunk()
+    assert losses.shape == (1, 2) and bool(bench_train.jax.numpy.isfinite(losses).all())
+
+
 PIPELINE = Path(__file__).resolve().parents[1] / "experiments" / "bench_pipeline.py"
 
 
