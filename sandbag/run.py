@@ -49,7 +49,13 @@ def use_compile_cache(path: str | None) -> None:
     """Keep every compiled program on disk, however quick its compilation: in smoke runs and
     tests compiling is most of the time, and a rerun, the next job of a sweep or the next gap
     point compiles the same programs. An explicit ``JAX_COMPILATION_CACHE_DIR`` wins; an empty
-    ``path`` leaves the cache off."""
+    ``path`` leaves the cache off.
+
+    On the CPU the cache can be moved or copied (a CI cache, another checkout): by default JAX
+    also turns on a GPU autotuning cache under ``path`` and writes that path into every
+    program's compile options, which are part of each program's key, so a copy of the cache in
+    another directory would never be hit. The CPU has nothing to autotune; it is turned off
+    there. Call after ``use_cpu_devices`` (this starts JAX's backend)."""
     if not path or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     import jax
@@ -57,6 +63,8 @@ def use_compile_cache(path: str | None) -> None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    if jax.default_backend() == "cpu":
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
 
 
 def use_cpu_devices(setting, batch_size: int) -> int | None:

@@ -176,6 +176,29 @@ def test_the_compile_cache_keeps_compiled_programs_where_zoo_compile_cache_says(
     assert bool(kept) == path_given, kept
 
 
+def test_a_compile_cache_copied_to_another_directory_is_still_hit(tmp_path):
+    """A copy of ``zoo.compile_cache`` (a CI cache, another checkout) serves the same programs:
+    a run given the copy finds every program in it and writes no new entry. (JAX's default
+    writes the cache's own path into each program's key, so a copy never hit.)"""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sandbag.run import use_compile_cache; use_compile_cache(sys.argv[1]);"
+        "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
+    env.pop("JAX_COMPILATION_CACHE_DIR")
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    subprocess.run([sys.executable, "-c", code, str(first)], env=env, check=True, cwd=tmp_path)
+    shutil.copytree(first, copy)
+    before = sorted(p.name for p in copy.iterdir())
+    subprocess.run([sys.executable, "-c", code, str(copy)], env=env, check=True, cwd=tmp_path)
+    assert before and sorted(p.name for p in copy.iterdir()) == before
+
+
 def test_a_run_turns_on_the_compile_cache_it_is_configured_with(tmp_path, monkeypatch):
     """``execute`` passes ``zoo.compile_cache`` to ``use_compile_cache`` before any compute."""
     from sandbag import run

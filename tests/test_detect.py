@@ -515,6 +515,21 @@ def test_noise_injection_without_noise_is_exactly_one(setting):
     assert np.all(scores == 1.0), scores
 
 
+def test_noise_injection_noises_populations_of_every_size_with_one_program(setting):
+    """The noised copies of a member come from one compiled program per architecture, however
+    many members the population has, and score each member as it scores it alone."""
+    from sandbag.detect.noise_injection import _noised
+
+    view, pop = setting
+    _, whole, _, _ = run_detector("noise_injection", view, pop)
+    compiled = _noised._cache_size()
+    _, part, _, _ = run_detector("noise_injection", view, pop.subset([1, 3]))
+    _, alone, _, _ = run_detector("noise_injection", view, pop.member(2))
+    assert _noised._cache_size() == compiled
+    np.testing.assert_array_equal(part, whole[[1, 3]])
+    np.testing.assert_array_equal(alone, whole[[2]])
+
+
 def constant_answer_population(task, seeds, token: int) -> Population:
     """Models whose output head is so biased towards ``token`` that they always answer it."""
     pop = tiny_population(task, seeds)

@@ -586,8 +586,26 @@ def test_students_with_latent_skill_start_from_ground_truth_of_the_easy_levels_o
     # the students start there, from the zoo
     again = replace(s, zoo=Zoo(zoo_dir), organisms=make_setting(base, False).organisms)
     params, _ = w2s.plain(again)
-    assert again.zoo.reused == zoo.trained and again.zoo.trained == []
+    assert again.zoo.reused == zoo.trained and len(again.zoo.trained) == 1  # the student itself
     assert jax.tree.structure(params) == jax.tree.structure(start)
+
+
+def test_students_are_kept_in_the_zoo_by_their_loss_and_the_labels_they_learn(base, tmp_path):
+    """A rerun loads both students; each loss and each set of weak labels is an entry of its own."""
+    s = replace(make_setting(base, False), zoo=Zoo(tmp_path))
+    plain, _ = w2s.plain(s)
+    confident, _ = ELICITATIONS["confidence_loss"](s)
+    assert len(s.zoo.trained) == 2 and s.zoo.reused == []
+
+    again = replace(s, zoo=Zoo(tmp_path))
+    reloaded = (w2s.plain(again)[0], ELICITATIONS["confidence_loss"](again)[0])
+    for loaded, trained in zip(reloaded, (plain, confident)):
+        assert all(np.array_equal(x, y) for x, y in zip(snapshot(loaded), snapshot(trained)))
+    assert again.zoo.trained == [] and again.zoo.reused == s.zoo.trained
+
+    relabelled = replace(s, zoo=Zoo(tmp_path), demos=s.demos.with_answers(s.demos.answers[::-1]))
+    w2s.plain(relabelled)
+    assert len(relabelled.zoo.trained) == 1 and relabelled.zoo.trained[0] not in s.zoo.trained
 
 
 def test_a_recovery_with_no_gap_to_recover_is_nan_not_a_division_by_zero():

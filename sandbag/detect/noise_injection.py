@@ -18,14 +18,14 @@ from sandbag.train import exact_match
 
 
 @jax.jit
-def _noised(params, m, keys, sigmas):
-    """Member ``m`` of stacked ``params`` under every sigma and noise seed: leaves [S * K, *s].
-    One compiled program for every member (``m`` is traced)."""
+def _noised(params, keys, sigmas):
+    """One member's ``params`` under every sigma and noise seed: leaves [S * K, *s]. It takes
+    one member, not the population, so one compiled program serves every member of every
+    population of a rung."""
     S, K = sigmas.shape[0], keys.shape[0]
     leaves, treedef = jax.tree.flatten(params)
 
     def noisy(x, i):
-        x = x[m]
         noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), x.shape))(keys)
         sig = sigmas.reshape(S, 1, *[1] * x.ndim)
         return (x[None, None] + sig * noise[None]).reshape(S * K, *x.shape).astype(x.dtype)
@@ -48,9 +48,9 @@ class NoiseInjection(Detector):
         M = jax.tree.leaves(pop.params)[0].shape[0]
         S, K = len(sigmas), n_seeds
         keys = jax.random.split(jax.random.key(int(self.cfg.get("seed", 0))), K)
-        acc = []
+        acc, host = [], jax.device_get(pop.params)  # members taken on the host: nothing to compile
         for m in range(M):  # one member at a time keeps memory flat; all its noise models at once
-            stacked = _noised(pop.params, m, keys, jnp.asarray(sigmas))
+            stacked = _noised(jax.tree.map(lambda x, m=m: x[m], host), keys, jnp.asarray(sigmas))
             acc.append(exact_match(pop.graphdef, stacked, tokens, view.task.answer_len).mean(1).reshape(S, K))
         acc = np.stack(acc)  # [M, S, K]
         self.cost["forward_passes"] += M * S * K * len(tokens)

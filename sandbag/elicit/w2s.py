@@ -14,6 +14,7 @@ pretraining: skill with the task's structure, none of the hard levels' labels.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, replace
 
 import jax
@@ -77,29 +78,47 @@ def starting_point(s: Setting, seeds: list[int]):
     return s.zoo.fetch_or_train(spec, start, fit, what)[0]
 
 
-def student(s: Setting, loss_fn, desc: str):
+def student(s: Setting, loss_fn, desc: str, loss_spec: dict):
     """A student of the strong architecture per organism seed, trained on the weak labels from
-    its ``starting_point``: its params."""
+    its ``starting_point``: its params. Kept in the zoo (where there is one) under its recipe
+    and a digest of the demonstrations it learns from, so a rerun (another elicitation method
+    added, a detector changed) loads the students instead of training them again."""
     k = s.knobs
     tcfg = trainer(s, steps=k.w2s_steps)
     seeds = list(s.organisms.seeds)
-    trained, _ = train(
-        s.organisms.graphdef,
-        starting_point(s, seeds),
-        tcfg,
-        fixed_sampler(item_tokens(PAD, s.demos), s.task, tcfg, seeds),
-        loss_fn=loss_fn,
-        desc=desc,
-    )
-    return trained
+    start = starting_point(s, seeds)
+    tokens = item_tokens(PAD, s.demos)
+
+    def fit(progress=None):
+        sampler = fixed_sampler(tokens, s.task, tcfg, seeds)
+        trained, _ = train(s.organisms.graphdef, start, tcfg, sampler, loss_fn=loss_fn, desc=desc)
+        return trained, {"steps": tcfg.steps}
+
+    if s.zoo is None:
+        return fit()[0]
+    spec = {
+        "kind": "w2s_student",
+        "loss": loss_spec,
+        "start": s.knobs.w2s_start,
+        "model": asdict(s.strong.cfg),
+        "train": asdict(tcfg),
+        "seeds": seeds,
+        "demos": hashlib.sha256(tokens.tobytes()).hexdigest()[:24],
+    }
+    if s.knobs.w2s_start != "scratch":
+        spec["levels"] = easy_levels(s.task)
+        spec["task"] = s.cfg.task
+    return s.zoo.fetch_or_train(spec, start, fit, f"weak-to-strong student ({desc})")[0]
 
 
 @register_elicitation("confidence_loss")
 def confidence(s: Setting):
     k = s.knobs
-    return student(s, confidence_loss(k.confidence_alpha, k.confidence_warmup), "w2s confidence"), {}
+    loss = confidence_loss(k.confidence_alpha, k.confidence_warmup)
+    spec = {"name": "confidence", "alpha": k.confidence_alpha, "warmup": k.confidence_warmup}
+    return student(s, loss, "w2s confidence", spec), {}
 
 
 def plain(s: Setting):
     """The same student without the confidence loss: the baseline it must beat."""
-    return student(s, token_loss, "w2s plain"), {}
+    return student(s, token_loss, "w2s plain", {"name": "plain"}), {}
