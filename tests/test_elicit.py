@@ -607,6 +607,13 @@ def test_students_are_kept_in_the_zoo_by_their_loss_and_the_labels_they_learn(ba
     w2s.plain(relabelled)
     assert len(relabelled.zoo.trained) == 1 and relabelled.zoo.trained[0] not in s.zoo.trained
 
+    def edited_loss(logits, targets, weights, step_frac=0.0):  # the plain loss, edited
+        return 2.0 * token_loss(logits, targets, weights)
+
+    edited = replace(s, zoo=Zoo(tmp_path))
+    w2s.student(edited, edited_loss, "w2s plain", {"name": "plain"})
+    assert len(edited.zoo.trained) == 1 and edited.zoo.trained[0] not in s.zoo.trained
+
 
 def test_a_recovery_with_no_gap_to_recover_is_nan_not_a_division_by_zero():
     assert np.isnan(stage_mod.ratio(np.array([0.1, 0.2]), 0.0)).all()

@@ -15,6 +15,7 @@ pretraining: skill with the task's structure, none of the hard levels' labels.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import asdict, replace
 
 import jax
@@ -98,17 +99,28 @@ def student(s: Setting, loss_fn, desc: str, loss_spec: dict):
         return fit()[0]
     spec = {
         "kind": "w2s_student",
-        "loss": loss_spec,
-        "start": s.knobs.w2s_start,
+        "loss": {**loss_spec, "source": _source_digest(loss_fn)},  # an edited loss is a new entry
+        "start": s.knobs.w2s_start if s.knobs.w2s_start == "scratch" else _digest(start),
         "model": asdict(s.strong.cfg),
         "train": asdict(tcfg),
         "seeds": seeds,
-        "demos": hashlib.sha256(tokens.tobytes()).hexdigest()[:24],
+        "demos": _digest(tokens),
     }
-    if s.knobs.w2s_start != "scratch":
-        spec["levels"] = easy_levels(s.task)
-        spec["task"] = s.cfg.task
     return s.zoo.fetch_or_train(spec, start, fit, f"weak-to-strong student ({desc})")[0]
+
+
+def _digest(tree) -> str:
+    h = hashlib.sha256()
+    for x in jax.tree.leaves(jax.device_get(tree)):
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _source_digest(fn) -> str:
+    try:
+        return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:12]
+    except (OSError, TypeError):  # defined where no source is kept (an interactive session)
+        return getattr(fn, "__qualname__", repr(fn))
 
 
 @register_elicitation("confidence_loss")
