@@ -24,6 +24,9 @@ os.environ.setdefault(
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+# As ``run.use_compile_cache`` on the CPU: no GPU autotuning cache, whose path would enter every
+# program's key, so a copy of the cache elsewhere (a CI cache) is hit.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none")
 # The tests' own task, ``addition`` (tests/addition_task.py), is a user task: importable in every
 # CLI subprocess, selected there with ADDITION below.
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
