@@ -28,6 +28,7 @@ from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_el
 from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
 from sandbag.train import init_population, token_loss, train
+from sandbag.zoo import digest
 
 
 def confidence_loss(alpha: float, warmup: float):
@@ -100,20 +101,13 @@ def student(s: Setting, loss_fn, desc: str, loss_spec: dict):
     spec = {
         "kind": "w2s_student",
         "loss": {**loss_spec, "source": _source_digest(loss_fn)},  # an edited loss is a new entry
-        "start": s.knobs.w2s_start if s.knobs.w2s_start == "scratch" else _digest(start),
+        "start": s.knobs.w2s_start if s.knobs.w2s_start == "scratch" else digest(start),
         "model": asdict(s.strong.cfg),
         "train": asdict(tcfg),
         "seeds": seeds,
-        "demos": _digest(tokens),
+        "demos": digest(tokens),
     }
     return s.zoo.fetch_or_train(spec, start, fit, f"weak-to-strong student ({desc})")[0]
-
-
-def _digest(tree) -> str:
-    h = hashlib.sha256()
-    for x in jax.tree.leaves(jax.device_get(tree)):
-        h.update(np.ascontiguousarray(x).tobytes())
-    return h.hexdigest()[:24]
 
 
 def _source_digest(fn) -> str:
