@@ -8,6 +8,10 @@ from sandbag import seeds as seeds_mod
 from sandbag.tasks import Items, Task
 from sandbag.tasks.base import PAD
 
+# Bumped whenever the token layout or the splits change: in the zoo keys of every model trained
+# on ground truth (the ladder, the gold-label controls), so old entries are not reused.
+FORMAT = 3
+
 
 def padded_map(fn, rows: np.ndarray, batch: int, out_axis: int = 0) -> np.ndarray:
     """``fn`` over ``rows`` in chunks padded to one shape (each jitted ``fn`` compiles once);

@@ -827,6 +827,30 @@ def test_an_unknown_control_names_the_valid_ones(setting, zoo_dir):
         assert name in str(err.value)
 
 
+def test_gold_label_controls_are_kept_apart_by_their_task_and_their_selection_questions(
+    setting, zoo_dir, monkeypatch
+):
+    """A control on ground truth is another zoo entry for another task of the same vocabulary,
+    or another number of selection questions; the same recipe is reused."""
+    cfg, task, weak, _, _ = setting
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(controls_mod, "train", fake_train)
+    zoo = Zoo(zoo_dir)
+    for _ in range(2):
+        train_control(cfg, task, "undertrained_strong", weak, 0.5, FLAG, zoo)
+    assert (len(zoo.trained), len(zoo.reused)) == (1, 1)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        other_cfg, other = load(compose("config", overrides=[*TINY, "task.slots=2"]))
+    assert other.vocab_size == task.vocab_size and other.seq_len != task.seq_len
+    train_control(other_cfg, other, "undertrained_strong", weak, 0.5, FLAG, zoo)
+    fewer = replace(cfg, eval=replace(cfg.eval, n_per_level=cfg.eval.n_per_level // 2))
+    train_control(fewer, task, "undertrained_strong", weak, 0.5, FLAG, zoo)
+    assert (len(zoo.trained), len(zoo.reused)) == (3, 1)
+
+
 # -- the organisms experiment from the command line ---------------------------------------
 
 BAD_INPUT = {

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 import numpy as np
 
 from sandbag import report, seeds
-from sandbag.data import eval_items, ladder_sampler
+from sandbag.data import FORMAT, eval_items, ladder_sampler
 from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.schema import ConfigError, RunConfig, Rung
@@ -23,8 +23,6 @@ from sandbag.train import TrainConfig, exact_match, init_population, train
 from sandbag.zoo import Zoo
 
 log = logging.getLogger(__name__)
-
-FORMAT = 3  # bumped whenever the token layout or the splits change, so old zoo entries are not reused
 
 
 class SmallGap(ConfigError):

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sandbag import seeds as seeds_mod
-from sandbag.data import answer_weights, sequences
+from sandbag.data import FORMAT, answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.models import ModelConfig
 from sandbag.population import Population
@@ -75,11 +75,14 @@ def train_control(
         "kind": "control",
         "control": name,
         "model": asdict(mcfg),
-        "labels": weak.key if weak_labels else "gold",
+        # gold labels name their task (its parameters, the token layout): a weak model's key
+        # already does, through its ladder
+        "labels": weak.key if weak_labels else {"gold": cfg.task, "format": FORMAT},
         "target": round(float(target), 3),
         "context": context,
         "train": asdict(tcfg),
         "eval_every": block.eval_every,
+        "select": cfg.eval.n_per_level * len(task.difficulties),  # the questions it is selected on
         "stop": [block.overshoot, block.patience] + ([block.tolerance] if block.tolerance else []),
         "seeds": seeds,
         "pool": block.pool,
@@ -93,8 +96,7 @@ def train_control(
         pool = _labelled_pool(
             task, weak, block.pool, cfg.seed, "demo" if weak_labels else "train", weak_labels
         )
-        n_sel = cfg.eval.n_per_level * len(task.difficulties)
-        select = sequences(context, *_select_items(task, n_sel, cfg.seed))
+        select = sequences(context, *_select_items(task, spec["select"], cfg.seed))
         size = tcfg.batch_size * tcfg.steps_per_call
         w = answer_weights(size, task).reshape(tcfg.steps_per_call, tcfg.batch_size, -1)
 
