@@ -9,7 +9,8 @@ from sandbag.tasks import Items, Task
 from sandbag.tasks.base import PAD
 
 # Bumped whenever the token layout or the splits change: in the zoo keys of every model trained
-# on ground truth (the ladder, the gold-label controls), so old entries are not reused.
+# on ground truth (the ladder's rungs, the controls on ground truth, the weak-to-strong
+# students' easy-levels start), so old entries are not reused.
 FORMAT = 3
 
 

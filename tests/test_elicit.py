@@ -19,6 +19,7 @@ import pytest
 from conftest import ADDITION, SMALL_RUNGS, addition_answers, addition_operands, results_of, run_cli
 from hydra import compose, initialize_config_dir
 
+import sandbag.data as data_mod
 import sandbag.elicit.rl as rl_mod
 import sandbag.elicit.sft as sft_mod
 import sandbag.pipelines.elicitation as stage_mod
@@ -588,6 +589,24 @@ def test_students_with_latent_skill_start_from_ground_truth_of_the_easy_levels_o
     params, _ = w2s.plain(again)
     assert again.zoo.reused == zoo.trained and len(again.zoo.trained) == 1  # the student itself
     assert jax.tree.structure(params) == jax.tree.structure(start)
+
+
+def test_the_students_easy_levels_start_is_keyed_by_the_token_layout(base, zoo_dir, monkeypatch):
+    """A new ``sandbag.data.FORMAT`` retrains the start learned from ground truth."""
+    cfg, task, weak, strong, judge = base
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(w2s, "train", fake_train)
+    demos = demonstrations(task, weak, 64, cfg.seed)
+    s = Setting(elicit_cfg(*EASY_START), task, None, demos, strong, judge, DEPLOYMENT, False, Zoo(zoo_dir))
+    for _ in range(2):
+        w2s.starting_point(s, [101, 102])
+    assert (len(s.zoo.trained), len(s.zoo.reused)) == (1, 1)
+    monkeypatch.setattr(data_mod, "FORMAT", data_mod.FORMAT + 1)
+    w2s.starting_point(s, [101, 102])
+    assert (len(s.zoo.trained), len(s.zoo.reused)) == (2, 1)
 
 
 def test_students_are_kept_in_the_zoo_by_their_loss_and_the_labels_they_learn(base, tmp_path):

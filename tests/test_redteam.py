@@ -25,6 +25,8 @@ from conftest import (
 )
 from hydra import compose, initialize_config_dir
 
+import sandbag.data as data_mod
+import sandbag.pipelines.ladder as ladder_mod
 from sandbag.config import ConfigError, check_argv, load
 from sandbag.data import answer_alphabet, ladder_sampler, near_miss
 from sandbag.models import ModelConfig
@@ -849,6 +851,31 @@ def test_gold_label_controls_are_kept_apart_by_their_task_and_their_selection_qu
     fewer = replace(cfg, eval=replace(cfg.eval, n_per_level=cfg.eval.n_per_level // 2))
     train_control(fewer, task, "undertrained_strong", weak, 0.5, FLAG, zoo)
     assert (len(zoo.trained), len(zoo.reused)) == (3, 1)
+
+
+def test_a_new_token_layout_retrains_the_rungs_and_the_controls_learned_from_ground_truth(
+    setting, zoo_dir, monkeypatch
+):
+    """``sandbag.data.FORMAT`` is in the key of every model trained on ground truth."""
+    cfg, task, weak, _, _ = setting
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(ladder_mod, "train", fake_train)
+    monkeypatch.setattr(controls_mod, "train", fake_train)
+    zoo = Zoo(zoo_dir)
+
+    def both():
+        train_rung(cfg, task, "weak", zoo)
+        train_control(cfg, task, "lower_rung", weak, 0.5, FLAG, zoo)
+
+    both()
+    both()
+    assert (len(zoo.trained), len(zoo.reused)) == (2, 2)
+    monkeypatch.setattr(data_mod, "FORMAT", data_mod.FORMAT + 1)
+    both()
+    assert (len(zoo.trained), len(zoo.reused)) == (4, 2)
 
 
 # -- the organisms experiment from the command line ---------------------------------------

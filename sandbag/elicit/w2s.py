@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sandbag import data
 from sandbag.data import ladder_sampler
 from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation, trainer
 from sandbag.tasks import Task
@@ -66,6 +67,7 @@ def starting_point(s: Setting, seeds: list[int]):
         "start": "easy_levels",
         "levels": levels,
         "task": cfg.task,
+        "format": data.FORMAT,
         "model": asdict(s.strong.cfg),
         "train": asdict(tcfg),
         "seeds": seeds,

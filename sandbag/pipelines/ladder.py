@@ -13,8 +13,8 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from sandbag import report, seeds
-from sandbag.data import FORMAT, eval_items, ladder_sampler
+from sandbag import data, report, seeds
+from sandbag.data import eval_items, ladder_sampler
 from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.schema import ConfigError, RunConfig, Rung
@@ -43,7 +43,7 @@ def train_rung(cfg: RunConfig, task: Task, role: str, zoo: Zoo, steps: int | Non
     member_seeds = seeds.members("ladder", cfg.seed, cfg.ladder_seeds)
     spec = {
         "kind": "ladder",
-        "format": FORMAT,
+        "format": data.FORMAT,
         "task": cfg.task,
         "model": asdict(mcfg),
         "train": asdict(tcfg),

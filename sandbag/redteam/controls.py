@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sandbag import data
 from sandbag import seeds as seeds_mod
-from sandbag.data import FORMAT, answer_weights, sequences
+from sandbag.data import answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.models import ModelConfig
 from sandbag.population import Population
@@ -77,7 +78,7 @@ def train_control(
         "model": asdict(mcfg),
         # gold labels name their task (its parameters, the token layout): a weak model's key
         # already does, through its ladder
-        "labels": weak.key if weak_labels else {"gold": cfg.task, "format": FORMAT},
+        "labels": weak.key if weak_labels else {"gold": cfg.task, "format": data.FORMAT},
         "target": round(float(target), 3),
         "context": context,
         "train": asdict(tcfg),
