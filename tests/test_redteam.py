@@ -9,7 +9,9 @@ tested hold for any model).
 """
 
 import json
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -48,7 +50,7 @@ from sandbag.redteam.strategies import targets
 from sandbag.run import CONF_DIR
 from sandbag.supervision import make_judge
 from sandbag.supervision.weak import weak_answers
-from sandbag.tasks import Items, make_task
+from sandbag.tasks import TASKS, Items, import_module, make_task, task_key
 from sandbag.tasks.base import CONTEXTS, DEPLOYMENT, FLAG, PAD, PASSWORD, SPLITS, TRAINING, split_hash
 from sandbag.train import TrainConfig, init_population, train
 from sandbag.zoo import Zoo
@@ -876,6 +878,40 @@ def test_a_new_token_layout_retrains_the_rungs_and_the_controls_learned_from_gro
     monkeypatch.setattr(data_mod, "FORMAT", data_mod.FORMAT + 1)
     both()
     assert (len(zoo.trained), len(zoo.reused)) == (4, 2)
+
+
+def test_a_users_task_is_keyed_by_its_source_file_and_the_packages_own_by_their_config(
+    setting, zoo_dir, monkeypatch, tmp_path
+):
+    """An edit to a task file of one's own trains its rungs anew; the package's tasks keep the
+    keys their config alone gives them."""
+    cfg, _, _, _, _ = setting
+
+    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
+        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+    monkeypatch.setattr(ladder_mod, "train", fake_train)
+    monkeypatch.setitem(TASKS, "edited_addition", None)  # both removed again after the test
+    monkeypatch.setitem(sys.modules, "edited_task", None)
+    path = tmp_path / "edited_task.py"
+    source = (Path(__file__).parent / "addition_task.py").read_text()
+    path.write_text(source.replace('@register_task("addition")', '@register_task("edited_addition")'))
+    spec = {"name": "edited_addition", "module": str(path), "slots": 3, "digits": 2}
+    zoo = Zoo(zoo_dir)
+
+    def rung():
+        import_module(str(path))
+        train_rung(replace(cfg, task=spec), make_task("edited_addition", slots=3, digits=2), "weak", zoo)
+
+    rung()
+    rung()
+    assert (len(zoo.trained), len(zoo.reused)) == (1, 1)
+    path.write_text(path.read_text() + "\n# an edit\n")
+    rung()
+    assert (len(zoo.trained), len(zoo.reused)) == (2, 1)
+
+    signed = {"name": "signed_sum", "slots": 5, "digits": 2}
+    assert task_key(signed, make_task("signed_sum", slots=5, digits=2)) == signed
 
 
 # -- the organisms experiment from the command line ---------------------------------------

@@ -26,7 +26,7 @@ import optax
 from sandbag import data
 from sandbag.data import ladder_sampler
 from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation, trainer
-from sandbag.tasks import Task
+from sandbag.tasks import Task, task_key
 from sandbag.tasks.base import PAD
 from sandbag.train import init_population, token_loss, train
 from sandbag.zoo import digest
@@ -66,7 +66,7 @@ def starting_point(s: Setting, seeds: list[int]):
         "kind": "w2s_start",
         "start": "easy_levels",
         "levels": levels,
-        "task": cfg.task,
+        "task": task_key(cfg.task, s.task),
         "format": data.FORMAT,
         "model": asdict(s.strong.cfg),
         "train": asdict(tcfg),

@@ -18,7 +18,7 @@ from sandbag.data import eval_items, ladder_sampler
 from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.schema import ConfigError, RunConfig, Rung
-from sandbag.tasks import Task
+from sandbag.tasks import Task, task_key
 from sandbag.train import TrainConfig, exact_match, init_population, train
 from sandbag.zoo import Zoo
 
@@ -44,7 +44,7 @@ def train_rung(cfg: RunConfig, task: Task, role: str, zoo: Zoo, steps: int | Non
     spec = {
         "kind": "ladder",
         "format": data.FORMAT,
-        "task": cfg.task,
+        "task": task_key(cfg.task, task),
         "model": asdict(mcfg),
         "train": asdict(tcfg),
         "seeds": member_seeds,

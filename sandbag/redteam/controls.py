@@ -33,7 +33,7 @@ from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.redteam.organisms import finetune_config
 from sandbag.schema import RunConfig
-from sandbag.tasks import Items, Task
+from sandbag.tasks import Items, Task, task_key
 from sandbag.tasks.base import CONTEXTS
 from sandbag.train import exact_match, init_population, train
 
@@ -78,7 +78,7 @@ def train_control(
         "model": asdict(mcfg),
         # gold labels name their task (its parameters, the token layout): a weak model's key
         # already does, through its ladder
-        "labels": weak.key if weak_labels else {"gold": cfg.task, "format": data.FORMAT},
+        "labels": weak.key if weak_labels else {"gold": task_key(cfg.task, task), "format": data.FORMAT},
         "target": round(float(target), 3),
         "context": context,
         "train": asdict(tcfg),
