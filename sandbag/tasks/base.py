@@ -190,8 +190,11 @@ def task_key(task_cfg: dict, task: Task) -> dict:
     cls = type(task)
     if cls.__module__.partition(".")[0] == __name__.partition(".")[0]:
         return dict(task_cfg)
-    source = inspect.getsourcefile(cls)
-    code = Path(source).read_bytes() if source else inspect.getsource(cls).encode()
+    try:
+        source = inspect.getsourcefile(cls)
+        code = Path(source).read_bytes() if source else inspect.getsource(cls).encode()
+    except (OSError, TypeError):  # no source to read (a class built at run time): config alone
+        return dict(task_cfg)
     return {**task_cfg, "source": hashlib.sha256(code).hexdigest()[:16]}
 
 
