@@ -831,6 +831,11 @@ def test_an_unknown_control_names_the_valid_ones(setting, zoo_dir):
         assert name in str(err.value)
 
 
+def no_training(graphdef, params, tcfg, sampler, **kwargs):
+    """``train`` that returns its start: for tests of what the zoo keys, not of training."""
+    return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
+
+
 def test_gold_label_controls_are_kept_apart_by_their_task_and_their_selection_questions(
     setting, zoo_dir, monkeypatch
 ):
@@ -838,10 +843,7 @@ def test_gold_label_controls_are_kept_apart_by_their_task_and_their_selection_qu
     or another number of selection questions; the same recipe is reused."""
     cfg, task, weak, _, _ = setting
 
-    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
-        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
-
-    monkeypatch.setattr(controls_mod, "train", fake_train)
+    monkeypatch.setattr(controls_mod, "train", no_training)
     zoo = Zoo(zoo_dir)
     for _ in range(2):
         train_control(cfg, task, "undertrained_strong", weak, 0.5, FLAG, zoo)
@@ -861,11 +863,8 @@ def test_a_new_token_layout_retrains_the_rungs_and_the_controls_learned_from_gro
     """``sandbag.data.FORMAT`` is in the key of every model trained on ground truth."""
     cfg, task, weak, _, _ = setting
 
-    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
-        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
-
-    monkeypatch.setattr(ladder_mod, "train", fake_train)
-    monkeypatch.setattr(controls_mod, "train", fake_train)
+    monkeypatch.setattr(ladder_mod, "train", no_training)
+    monkeypatch.setattr(controls_mod, "train", no_training)
     zoo = Zoo(zoo_dir)
 
     def both():
@@ -887,10 +886,7 @@ def test_a_users_task_is_keyed_by_its_source_file_and_the_packages_own_by_their_
     keys their config alone gives them."""
     cfg, _, _, _, _ = setting
 
-    def fake_train(graphdef, params, tcfg, sampler, **kwargs):
-        return params, np.zeros((jax.tree.leaves(params)[0].shape[0], tcfg.steps), np.float32)
-
-    monkeypatch.setattr(ladder_mod, "train", fake_train)
+    monkeypatch.setattr(ladder_mod, "train", no_training)
     monkeypatch.setitem(TASKS, "edited_addition", None)  # both removed again after the test
     monkeypatch.setitem(sys.modules, "edited_task", None)
     path = tmp_path / "edited_task.py"
