@@ -842,7 +842,6 @@ def test_gold_label_controls_are_kept_apart_by_their_task_and_their_selection_qu
     """A control on ground truth is another zoo entry for another task of the same vocabulary,
     or another number of selection questions; the same recipe is reused."""
     cfg, task, weak, _, _ = setting
-
     monkeypatch.setattr(controls_mod, "train", no_training)
     zoo = Zoo(zoo_dir)
     for _ in range(2):
@@ -862,7 +861,6 @@ def test_a_new_token_layout_retrains_the_rungs_and_the_controls_learned_from_gro
 ):
     """``sandbag.data.FORMAT`` is in the key of every model trained on ground truth."""
     cfg, task, weak, _, _ = setting
-
     monkeypatch.setattr(ladder_mod, "train", no_training)
     monkeypatch.setattr(controls_mod, "train", no_training)
     zoo = Zoo(zoo_dir)
@@ -885,7 +883,6 @@ def test_a_users_task_is_keyed_by_its_source_file_and_the_packages_own_by_their_
     """An edit to a task file of one's own trains its rungs anew; the package's tasks keep the
     keys their config alone gives them."""
     cfg, _, _, _, _ = setting
-
     monkeypatch.setattr(ladder_mod, "train", no_training)
     monkeypatch.setitem(TASKS, "edited_addition", None)  # both removed again after the test
     monkeypatch.setitem(sys.modules, "edited_task", None)
