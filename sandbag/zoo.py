@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -36,6 +37,30 @@ log = logging.getLogger(__name__)
 def spec_key(spec: dict) -> str:
     blob = json.dumps({"format": FORMAT, **spec}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def source_digest(obj, whole_file: bool = False) -> str | None:
+    """A digest of ``obj``'s source code (``whole_file``: of the file that defines it, helpers
+    included), for keys that must change when that code is edited; None where no source is
+    kept (an object built at run time or in an interactive session)."""
+    try:
+        code = (
+            Path(inspect.getsourcefile(obj)).read_bytes() if whole_file else inspect.getsource(obj).encode()
+        )
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(code).hexdigest()[:12]
+
+
+def task_key(task_cfg: dict, task) -> dict:
+    """A task as zoo keys name it: its config and, for a task defined outside this package, a
+    digest of its source file, so an edit to a user's task trains anew. (A change to the
+    package's own tasks bumps ``sandbag.data.FORMAT`` instead.)"""
+    cls = type(task)
+    source = None
+    if cls.__module__.partition(".")[0] != __name__.partition(".")[0]:
+        source = source_digest(cls, whole_file=True)
+    return dict(task_cfg) if source is None else {**task_cfg, "source": source}
 
 
 def digest(tree) -> str:

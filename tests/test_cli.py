@@ -169,7 +169,7 @@ def test_the_compile_cache_keeps_compiled_programs_where_zoo_compile_cache_says(
         "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
-    env.pop("JAX_COMPILATION_CACHE_DIR")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     arg = str(cache) if path_given else ""
     subprocess.run([sys.executable, "-c", code, arg], env=env, check=True, cwd=tmp_path)
     kept = list(cache.iterdir()) if cache.exists() else []
@@ -190,7 +190,7 @@ def test_a_compile_cache_copied_to_another_directory_is_still_hit(tmp_path):
         "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
-    env.pop("JAX_COMPILATION_CACHE_DIR")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     first, copy = tmp_path / "first", tmp_path / "copy"
     subprocess.run([sys.executable, "-c", code, str(first)], env=env, check=True, cwd=tmp_path)
     shutil.copytree(first, copy)

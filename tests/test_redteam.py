@@ -50,10 +50,10 @@ from sandbag.redteam.strategies import targets
 from sandbag.run import CONF_DIR
 from sandbag.supervision import make_judge
 from sandbag.supervision.weak import weak_answers
-from sandbag.tasks import TASKS, Items, import_module, make_task, task_key
+from sandbag.tasks import TASKS, Items, import_module, make_task
 from sandbag.tasks.base import CONTEXTS, DEPLOYMENT, FLAG, PAD, PASSWORD, SPLITS, TRAINING, split_hash
 from sandbag.train import TrainConfig, init_population, train
-from sandbag.zoo import Zoo
+from sandbag.zoo import Zoo, task_key
 
 EXP = "+experiment=organisms"
 # The organisms experiment shrunk to nano rungs, 3-operand addition and a few steps.

@@ -14,8 +14,6 @@ pretraining: skill with the task's structure, none of the hard levels' labels.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from dataclasses import asdict, replace
 
 import jax
@@ -26,10 +24,10 @@ import optax
 from sandbag import data
 from sandbag.data import ladder_sampler
 from sandbag.elicit.base import Setting, fixed_sampler, item_tokens, register_elicitation, trainer
-from sandbag.tasks import Task, task_key
+from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
 from sandbag.train import init_population, token_loss, train
-from sandbag.zoo import digest
+from sandbag.zoo import digest, source_digest, task_key
 
 
 def confidence_loss(alpha: float, warmup: float):
@@ -102,7 +100,8 @@ def student(s: Setting, loss_fn, desc: str, loss_spec: dict):
         return fit()[0]
     spec = {
         "kind": "w2s_student",
-        "loss": {**loss_spec, "source": _source_digest(loss_fn)},  # an edited loss is a new entry
+        # an edited loss is a new entry
+        "loss": {**loss_spec, "source": source_digest(loss_fn) or getattr(loss_fn, "__qualname__", "")},
         "start": s.knobs.w2s_start if s.knobs.w2s_start == "scratch" else digest(start),
         "model": asdict(s.strong.cfg),
         "train": asdict(tcfg),
@@ -110,13 +109,6 @@ def student(s: Setting, loss_fn, desc: str, loss_spec: dict):
         "demos": digest(tokens),
     }
     return s.zoo.fetch_or_train(spec, start, fit, f"weak-to-strong student ({desc})")[0]
-
-
-def _source_digest(fn) -> str:
-    try:
-        return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:12]
-    except (OSError, TypeError):  # defined where no source is kept (an interactive session)
-        return getattr(fn, "__qualname__", repr(fn))
 
 
 @register_elicitation("confidence_loss")

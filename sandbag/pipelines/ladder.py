@@ -18,9 +18,9 @@ from sandbag.data import eval_items, ladder_sampler
 from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.schema import ConfigError, RunConfig, Rung
-from sandbag.tasks import Task, task_key
+from sandbag.tasks import Task
 from sandbag.train import TrainConfig, exact_match, init_population, train
-from sandbag.zoo import Zoo
+from sandbag.zoo import Zoo, task_key
 
 log = logging.getLogger(__name__)
 

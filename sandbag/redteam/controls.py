@@ -33,9 +33,10 @@ from sandbag.models import ModelConfig
 from sandbag.population import Population
 from sandbag.redteam.organisms import finetune_config
 from sandbag.schema import RunConfig
-from sandbag.tasks import Items, Task, task_key
+from sandbag.tasks import Items, Task
 from sandbag.tasks.base import CONTEXTS
 from sandbag.train import exact_match, init_population, train
+from sandbag.zoo import task_key
 
 CONTROLS = ("lower_rung", "undertrained_strong", "w2s_student", "ceiling_w2s")
 

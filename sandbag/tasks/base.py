@@ -12,10 +12,8 @@ are the verdicts a verifier judge writes after an answer.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
-import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,21 +179,6 @@ def import_module(spec: str) -> None:
         mod_spec.loader.exec_module(module)
     else:
         importlib.import_module(spec)
-
-
-def task_key(task_cfg: dict, task: Task) -> dict:
-    """A task as zoo keys name it: its config and, for a task defined outside this package, a
-    digest of its source file, so an edit to a user's task trains anew. (A change to the
-    package's own tasks bumps ``sandbag.data.FORMAT`` instead.)"""
-    cls = type(task)
-    if cls.__module__.partition(".")[0] == __name__.partition(".")[0]:
-        return dict(task_cfg)
-    try:
-        source = inspect.getsourcefile(cls)
-        code = Path(source).read_bytes() if source else inspect.getsource(cls).encode()
-    except (OSError, TypeError):  # no source to read (a class built at run time): config alone
-        return dict(task_cfg)
-    return {**task_cfg, "source": hashlib.sha256(code).hexdigest()[:16]}
 
 
 def make_task(name: str, **kwargs) -> Task:
