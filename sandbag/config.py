@@ -122,6 +122,12 @@ def _validate_teams(run: RunConfig) -> None:
             f"team's supervisor: ladder_seeds must be >= 2, got {run.ladder_seeds} (or choose "
             "organisms.imitate=lower_rung, or supervisor to couple the two)"
         )
+    if run.organisms.imitate == "lower_rung" and run.rung("lower") == run.rung("weak"):
+        raise ConfigError(
+            f"organisms.imitate=lower_rung: the lower rung is the weak rung ({run.weak.name}), whose "
+            "zoo entry holds the blue team's supervisor; choose another model@lower, or "
+            "organisms.imitate=weak_member (supervisor to couple the two)"
+        )
     if run.experiment in ("detector_bakeoff", "gap_point"):
         b = run.bakeoff
         _names("bakeoff.triggers", [*b.triggers, b.reference_trigger], TRIGGERS)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def spec_key(spec: dict) -> str:
+    if "format" in spec:  # it would replace FORMAT below, and a bump would reach no such key
+        raise ValueError(f"a zoo spec may not set 'format' (the zoo's own FORMAT): {sorted(spec)}")
     blob = json.dumps({"format": FORMAT, **spec}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

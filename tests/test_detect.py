@@ -202,6 +202,30 @@ def gold_spoilt_after(view: View, k: int) -> View:
     return with_cfg(view, view.cfg, gold=gold)
 
 
+# detectors that read some of the deployment questions, and what they read them with
+READERS = [("linear_probe", "activations"), ("paraphrase_consistency", "answers_of")]
+
+
+@pytest.mark.parametrize("name, reads", READERS)
+def test_a_detector_reading_some_questions_reads_every_level(name, reads, setting, monkeypatch):
+    """Deployment questions come sorted by level (``eval_items``): a detector that reads fewer
+    of them than there are takes an equal share from every level, not the easiest level's."""
+    view, pop = setting
+    module = __import__(f"sandbag.detect.{name}", fromlist=[reads])
+    real, levels = getattr(module, reads), []
+
+    def spy(pop, items, context):
+        levels.append(items.difficulty)
+        return real(pop, items, context)
+
+    monkeypatch.setattr(module, reads, spy)
+    det = make_detector(name, detector_cfg(name, questions=6))
+    det.fit(with_cfg(view, det.cfg))
+    det.score(pop, with_cfg(view, det.cfg))
+    n = len(view.task.difficulties)
+    assert levels and all(sorted(d) == sorted(view.task.difficulties * (6 // n)) for d in levels), levels
+
+
 @pytest.mark.parametrize("name", SCORING)
 def test_no_detector_reads_the_answers_of_its_questions(name, setting, baseline):
     """Deployment questions come with their true answers in the honest view; hidden, the
@@ -435,6 +459,17 @@ def test_tpr_at_fpr_by_hand():
     assert tpr_at_fpr(scores, labels, 0.05) == pytest.approx(3 / 5)
     assert tpr_at_fpr(scores, labels, 0.0) == pytest.approx(2 / 5)
     assert tpr_at_fpr(scores, labels, 0.8) == pytest.approx(1.0)
+
+
+def test_tpr_at_fpr_keeps_a_point_on_a_straight_stretch_of_the_curve():
+    # 20 controls scored 1..20; organisms 30, 25, then one tied with each of the top two
+    # controls: (FPR, TPR) goes (0, 2/5) -> (1/20, 3/5) -> (2/20, 4/5), a straight line whose
+    # middle point is the one at FPR 0.05.
+    controls = np.arange(1.0, 21.0)
+    organisms = np.array([30.0, 25.0, 20.0, 19.0, 2.0])
+    scores = np.concatenate([controls, organisms])
+    labels = np.concatenate([np.zeros(20, int), np.ones(5, int)])
+    assert tpr_at_fpr(scores, labels, 0.05) == pytest.approx(3 / 5)
 
 
 def test_the_bootstrap_interval_holds_the_estimate():

@@ -29,6 +29,7 @@ from hydra import compose, initialize_config_dir
 
 import sandbag.data as data_mod
 import sandbag.pipelines.ladder as ladder_mod
+import sandbag.zoo as zoo_mod
 from sandbag.config import ConfigError, check_argv, load
 from sandbag.data import answer_alphabet, ladder_sampler, near_miss
 from sandbag.models import ModelConfig
@@ -859,7 +860,8 @@ def test_gold_label_controls_are_kept_apart_by_their_task_and_their_selection_qu
 def test_a_new_token_layout_retrains_the_rungs_and_the_controls_learned_from_ground_truth(
     setting, zoo_dir, monkeypatch
 ):
-    """``sandbag.data.FORMAT`` is in the key of every model trained on ground truth."""
+    """``sandbag.data.FORMAT`` is in the key of every model trained on ground truth, and so is
+    the zoo's own ``FORMAT``."""
     cfg, task, weak, _, _ = setting
     monkeypatch.setattr(ladder_mod, "train", no_training)
     monkeypatch.setattr(controls_mod, "train", no_training)
@@ -875,6 +877,9 @@ def test_a_new_token_layout_retrains_the_rungs_and_the_controls_learned_from_gro
     monkeypatch.setattr(data_mod, "FORMAT", data_mod.FORMAT + 1)
     both()
     assert (len(zoo.trained), len(zoo.reused)) == (4, 2)
+    monkeypatch.setattr(zoo_mod, "FORMAT", zoo_mod.FORMAT + 1)
+    both()
+    assert (len(zoo.trained), len(zoo.reused)) == (6, 2)
 
 
 def test_a_users_task_is_keyed_by_its_source_file_and_the_packages_own_by_their_config(
@@ -918,6 +923,10 @@ BAD_INPUT = {
     "unknown control": ([EXP, "controls.names=[nope]"], ["nope", "lower_rung"]),
     "zero organism steps": ([EXP, "organisms.steps=0"], ["organisms.steps", "0"]),
     "all-untriggered mix": ([EXP, "organisms.perform_frac=1"], ["organisms.perform_frac", "(0, 1)"]),
+    "imitating the supervisor's rung": (
+        [EXP, "organisms.imitate=lower_rung", "model@lower=tiny"],
+        ["organisms.imitate=lower_rung", "(tiny)", "weak_member"],
+    ),
 }
 
 

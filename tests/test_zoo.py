@@ -82,6 +82,13 @@ def test_the_key_is_a_function_of_the_spec(tmp_path):
         assert zoo.entry(changed).key != zoo.entry(SPEC).key, changed
 
 
+def test_a_spec_cannot_hide_the_zoos_own_format(tmp_path):
+    """A spec's own ``format`` would replace the zoo's ``FORMAT`` in the key, and a bump of it
+    would then retrain nothing of that kind."""
+    with pytest.raises(ValueError, match="may not set 'format'"):
+        Zoo(tmp_path).entry({**SPEC, "format": 3})
+
+
 def _data_files(entry):
     files = [p for p in (entry.dir / "final").rglob("*") if p.is_file() and p.parent.name == "d"]
     assert files, "expected Orbax data files under final/"

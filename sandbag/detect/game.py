@@ -96,5 +96,7 @@ def tpr_at_fpr(scores, labels, fpr: float = 0.05) -> float:
     ok = np.isfinite(scores)
     if len(np.unique(labels[ok])) < 2:
         return float("nan")
-    f, t, _ = roc_curve(labels[ok], scores[ok])
+    # every threshold: the default drops points on a straight stretch of the curve, which can
+    # be the last one at or below ``fpr``
+    f, t, _ = roc_curve(labels[ok], scores[ok], drop_intermediate=False)
     return float(t[f <= fpr + 1e-12].max())

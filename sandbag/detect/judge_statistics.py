@@ -1,4 +1,6 @@
-"""What the weak judge alone reveals: the share of a member's deployment answers it rejects.
+"""What the weak judge alone reveals: how much it doubts a member's deployment answers, one
+minus its mean score: a soft share of the answers it rejects (scores are kept, not cut at 0.5,
+so two members whose answers it accepts equally often can still be told apart).
 A weak supervisor without other tools can only flag answers it disbelieves; sandbaggers that
 imitate it, or that choose judge-approved mistakes, leave this blind. Black-box, no labels.
 """

@@ -1,6 +1,7 @@
 """Linear probes (Goldowsky-Dill et al. 2025): logistic regression on per-layer activations,
 trained on the blue team's *reference* organisms (label 1) and controls (label 0), never on
-the scored population. Score: the mean probe probability over a member's deployment prompts.
+the scored population. Score: the mean probe probability over a member's deployment prompts
+(``questions`` of them, taken from every difficulty level alike).
 The layer is chosen by cross-validation (folds by member) on the reference population, and the
 reference members' own scores are out-of-fold. A probe only applies to
 models of the architecture it was trained on; others get NaN (and are left out of its AUROC).
@@ -42,7 +43,7 @@ class LinearProbe(Detector):
         from sklearn.model_selection import GroupKFold, cross_val_score  # see _model
 
         n = int(self.cfg["questions"])
-        q = view.questions.subset(np.arange(min(n, len(view.questions.prompts))))
+        q = view.questions.spread(n)  # every level's questions, not the easiest level's
         feats, labels, self.shape, owner = [], [], None, []
         for g, (pop, member_labels, context) in enumerate(view.reference):
             acts = activations(pop, q, context)  # [M, layers, n, D]

@@ -65,7 +65,7 @@ def starting_point(s: Setting, seeds: list[int]):
         "start": "easy_levels",
         "levels": levels,
         "task": task_key(cfg.task, s.task),
-        "format": data.FORMAT,
+        "layout": data.FORMAT,
         "model": asdict(s.strong.cfg),
         "train": asdict(tcfg),
         "seeds": seeds,

@@ -43,7 +43,7 @@ def train_rung(cfg: RunConfig, task: Task, role: str, zoo: Zoo, steps: int | Non
     member_seeds = seeds.members("ladder", cfg.seed, cfg.ladder_seeds)
     spec = {
         "kind": "ladder",
-        "format": data.FORMAT,
+        "layout": data.FORMAT,
         "task": task_key(cfg.task, task),
         "model": asdict(mcfg),
         "train": asdict(tcfg),

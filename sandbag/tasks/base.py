@@ -49,6 +49,16 @@ class Items:
         pick = None if self.problems is None else self.problems[idx]
         return Items(self.prompts[idx], self.answers[idx], self.difficulty[idx], pick)
 
+    def spread(self, n: int) -> Items:
+        """``n`` of these items taken from every difficulty level in turn (each level's first,
+        then its second, ...), in their own order: a set sorted by level (``eval_items``) is
+        not cut down to its easiest levels."""
+        rank = np.empty(len(self.difficulty), int)
+        for d in np.unique(self.difficulty):
+            at = np.flatnonzero(self.difficulty == d)
+            rank[at] = np.arange(len(at))
+        return self.subset(np.sort(np.lexsort((self.difficulty, rank))[:n]))
+
     def tokens(self, context: int = PAD) -> np.ndarray:
         """Full sequences [n, 1 + P + A] with the context slot set to ``context``."""
         ctx = np.full((len(self.prompts), 1), context, dtype=np.int32)
