@@ -85,10 +85,13 @@ def f4(m):
 
 
 def f5(m):
-    weak, sft, sft_rec, rec = _get(
-        m, "weak/acc", "elicit/sft_weak/acc", "elicit/sft_weak/recovery", "elicit/sft_then_rl/recovery"
+    sft, sft_rec, rec = _get(
+        m, "elicit/sft_weak/acc", "elicit/sft_weak/recovery", "elicit/sft_then_rl/recovery"
     )
-    text = f"SFT on weak demos {sft:.2f} (weak {weak:.2f}), recovery {sft_rec:.2f}; SFT then RL {rec:.2f}"
+    # the supervisor itself; runs written before it was recorded give the weak rung's mean
+    (weak,) = _get(m, "elicit/supervisor_acc" if "elicit/supervisor_acc" in m else "weak/acc")
+    text = f"SFT on weak demos {sft:.2f} (supervisor {weak:.2f}), recovery {sft_rec:.2f}; "
+    text += f"SFT then RL {rec:.2f}"
     return text, _verdict(sft_rec > 0.5 and rec > sft_rec)
 
 

@@ -435,6 +435,7 @@ def stubbed_stage(base, monkeypatch, tmp_path):
 
     monkeypatch.setattr(stage_mod.setting_mod, "build", fake_setting)
     monkeypatch.setattr(stage_mod, "train_organisms", fake_organisms)
+    monkeypatch.setattr(stage_mod, "baselines", lambda shared, starts: (1.0, 0.5))  # ceiling, supervisor
     monkeypatch.setattr(stage_mod, "behaviour", fake_behaviour)
     for name in ORGANISM_METHODS:
         monkeypatch.setitem(ELICITATIONS, name, stub(name))
@@ -482,6 +483,34 @@ def test_the_stage_measures_in_the_deployment_context_and_labels_the_training_on
     for m in ORGANISM_METHODS:
         assert f"| {m} | no |" in table and f"| {m} | yes |" in table, table
     assert (out / "rl_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_gaps_run_from_the_supervisor_to_the_ceilings_the_organisms_started_from(base, monkeypatch):
+    """PGR's weak end is the supervisor, member 0 of the weak rung (whose labels and judge the
+    blue team has), not the rung's mean over its seeds; recovery's ceiling is the ceilings the
+    organisms started from, not the strong rung's mean."""
+    _, task, weak, strong, judge = base
+    items = eval_items(task, 4, 0)
+
+    def marked(pop, right):
+        """``pop``'s member repeated, member m's first weight set to ``right[m]``: how many of
+        the 12 items it answers right under ``scripted_exact_match``."""
+        params = jax.tree.map(lambda x: jnp.repeat(x, len(right), 0), pop.params)
+        leaves, treedef = jax.tree.flatten(params)
+        mark = jnp.asarray(right, leaves[0].dtype).reshape(-1, *[1] * (leaves[0].ndim - 1))
+        leaves[0] = mark * jnp.ones_like(leaves[0])
+        names, seeds = [pop.names[0]] * len(right), list(range(len(right)))
+        return Population(pop.graphdef, jax.tree.unflatten(treedef, leaves), names, seeds)
+
+    def scripted_exact_match(graphdef, params, tokens, answer_len):
+        first = np.asarray(jax.tree.leaves(params)[0])
+        right = first.reshape(len(first), -1)[:, 0]
+        return np.arange(len(tokens))[None] < right[:, None]
+
+    monkeypatch.setattr(stage_mod, "exact_match", scripted_exact_match)
+    shared = Shared({}, marked(weak, [6, 0]), marked(strong, [12, 3, 9]), judge, {}, items)
+    assert stage_mod.baselines(shared, [0, 0]) == pytest.approx((12 / 12, 6 / 12))
+    assert stage_mod.baselines(shared, [0, 2]) == pytest.approx(((12 + 9) / 24, 6 / 12))
 
 
 def test_distinguishable_true_runs_only_the_distinguishable_setting(stubbed_stage):

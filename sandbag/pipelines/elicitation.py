@@ -20,6 +20,7 @@ from sandbag.schema import RunConfig
 from sandbag.supervision import demonstrations, perceived_accuracy
 from sandbag.tasks import Task
 from sandbag.tasks.base import PAD
+from sandbag.train import exact_match
 from sandbag.zoo import Zoo
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,17 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     half = t_dist.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
+
+
+def baselines(shared: setting_mod.Setting, starts: list[int]) -> tuple[float, float]:
+    """(ceiling, weak): the accuracies elicitation's gaps are measured between -- the ceilings
+    the organisms started from and the supervisor (member 0 of the weak rung), whose labels,
+    demonstrations and judge the blue team trains with. Not the rungs' means over their seeds,
+    which mix in a ceiling no organism started from and the red team's own weak model."""
+    tokens, A = shared.items.tokens(), shared.items.answers.shape[1]
+    ceilings = exact_match(shared.strong.graphdef, shared.strong.params, tokens, A).mean(1)
+    weak = shared.weak.member(0)
+    return float(ceilings[starts].mean()), float(exact_match(weak.graphdef, weak.params, tokens, A).mean())
 
 
 def outcome(p: str, pop, judge, items, deploy: int, train_context: int, before, ceiling: float, weak: float):
@@ -72,7 +84,7 @@ def run(
     trigger = get_trigger(k.trigger)
     member_seeds = seeds.members("organisms", cfg.seed, k.seeds)
     with timed(metrics, "organisms"):
-        organisms, _ = train_organisms(
+        organisms, starts = train_organisms(
             cfg, task, shared, trigger, zoo, [k.strategy], member_seeds, twins=False
         )
     with timed(metrics, "judges"):
@@ -82,7 +94,8 @@ def run(
     # how much more the judge accepts the truth than the organisms' answers: RL's room to climb
     truth = perceived_accuracy(judge, items, items.answers[None]).astype(float)
     metrics.update(by_level("elicit/judge_margin", truth - deployed["accepted"], items, task))
-    ceiling, weak = metrics["strong/acc"], metrics["weak/acc"]
+    ceiling, weak = baselines(shared, starts)
+    metrics["elicit/ceiling_acc"], metrics["elicit/supervisor_acc"] = ceiling, weak
     metrics.update(summary("elicit/before/acc", before))
     # the organisms checks, on the organisms elicitation starts from: skill kept when not
     # cued, the judge fooled when cued (perceived accuracy against the honest ceiling's)

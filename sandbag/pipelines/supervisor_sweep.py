@@ -20,7 +20,7 @@ from sandbag.decode import answers_of
 from sandbag.elicit.base import ELICITATIONS, Setting
 from sandbag.pipelines import gap_scan, ladder
 from sandbag.pipelines import setting as setting_mod
-from sandbag.pipelines.elicitation import outcome, summary
+from sandbag.pipelines.elicitation import baselines, outcome, summary
 from sandbag.pipelines.organisms import organisms as train_organisms
 from sandbag.pipelines.setting import behaviour, timed
 from sandbag.redteam import get_trigger
@@ -40,7 +40,7 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
     k = cfg.elicitation
     trigger = get_trigger(k.trigger)
     with timed(metrics, "organisms"):
-        organisms, _ = train_organisms(
+        organisms, starts = train_organisms(
             cfg,
             task,
             shared,
@@ -51,7 +51,8 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
             twins=False,
         )
     before = behaviour(organisms, shared.judge, items, trigger.sandbag)["correct"].mean(1)
-    ceiling = metrics["strong/acc"]
+    ceiling, _ = baselines(shared, starts)  # each supervisor's own accuracy is its PGR's baseline
+    metrics["elicit/ceiling_acc"] = ceiling
     metrics.update(summary("elicit/before/acc", before))
     methods = [m for m in k.methods if m != "confidence_loss"]
     for name in cfg.supervisors:

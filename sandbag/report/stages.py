@@ -252,8 +252,8 @@ def elicitation_table(metrics: dict) -> str:
     before = metrics.get("elicit/before/acc")
     if before is not None:
         lines.append(
-            f"\nOrganisms before elicitation (deployment): {before:.2f}; weak {metrics['weak/acc']:.2f}; "
-            f"ceiling {metrics['strong/acc']:.2f}."
+            f"\nOrganisms before elicitation (deployment): {before:.2f}; supervisor "
+            f"{metrics['elicit/supervisor_acc']:.2f}; their ceiling {metrics['elicit/ceiling_acc']:.2f}."
         )
     return "\n".join(lines) + "\n"
 
@@ -306,7 +306,8 @@ def supervisor_table(metrics: dict, supervisors: list[str], methods: list[str]) 
                 f"{metrics[f'{p}/pgr']:.2f} ± {metrics[f'{p}/pgr_std']:.2f} |"
             )
     before = metrics["elicit/before/acc"]
-    lines.append(f"\nOrganisms before elicitation: {before:.2f}; ceiling {metrics['strong/acc']:.2f}.")
+    ceiling = metrics["elicit/ceiling_acc"]
+    lines.append(f"\nOrganisms before elicitation: {before:.2f}; their ceiling {ceiling:.2f}.")
     return "\n".join(lines) + "\n"
 
 
