@@ -767,6 +767,11 @@ def test_the_ceiling_control_starts_from_the_strong_rung_and_stops_once_it_falls
             np.testing.assert_array_equal(a, b)
     assert len(seen) == 3, f"training should stop after the third evaluation, ran {len(seen)}"
     assert control_meta(zoo)["selection_acc"] == pytest.approx([13 / n_sel, 18 / n_sel])
+    seen.clear()
+    other = train_control(cfg, task, "ceiling_w2s", weak, 0.5, PAD, zoo, strong=strong, ceiling=1)
+    assert len(zoo.trained) == 2 and zoo.trained[1] == other.key != zoo.trained[0], "another entry"
+    for a, b in zip(jax.tree.leaves(member(started["params"], 0)), jax.tree.leaves(member(strong.params, 1))):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_controls_selection_accuracy_is_that_of_the_weights_it_returns(setting, zoo_dir, monkeypatch):

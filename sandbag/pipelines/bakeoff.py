@@ -75,9 +75,14 @@ def _members(
     if not (reference and used == ceilings(cfg, s.strong.n_members, False)):  # never learn from a scored one
         names = [f"ceiling{c}" for c in used]
         groups += _round_robin(s.strong.subset(used), contexts, "control/ceiling", names)
-    for name in controls:
-        pop = train_control(cfg, task, name, s.weak, target, contexts[0], zoo, control_seeds, s.strong)
-        groups += _round_robin(pop, contexts, f"control/{name}", [f"{name}#{seed}" for seed in pop.seeds])
+    for name in controls:  # ceiling_w2s starts from this population's ceiling: one cluster
+        pop = train_control(
+            cfg, task, name, s.weak, target, contexts[0], zoo, control_seeds, s.strong, ceiling=used[0]
+        )
+        own = [
+            f"{name}@ceiling{used[0]}" if name == "ceiling_w2s" else f"{name}#{seed}" for seed in pop.seeds
+        ]
+        groups += _round_robin(pop, contexts, f"control/{name}", own)
     return groups
 
 

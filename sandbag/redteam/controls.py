@@ -57,9 +57,11 @@ def train_control(
     zoo,
     seeds=None,
     strong=None,
+    ceiling: int = 0,
 ) -> Population:
     """Seeds of one control (default ``cfg.controls.seeds`` of them), each early-stopped at the
-    accuracy nearest ``target``. ``strong`` (the ceiling rung) is needed by ``ceiling_w2s``."""
+    accuracy nearest ``target``. ``strong`` (the ceiling rung) is needed by ``ceiling_w2s``,
+    which starts from its member ``ceiling``."""
     if name not in CONTROLS:
         raise KeyError(f"unknown control {name!r}; valid: {list(CONTROLS)}")
     from_ceiling = name == "ceiling_w2s"
@@ -91,8 +93,10 @@ def train_control(
     }
     graphdef, start = init_population(mcfg, seeds)
     if from_ceiling:  # (only then in the spec: entries of the other controls keep their keys)
-        spec["start"] = strong.key
-        start = jax.tree.map(lambda x: jnp.repeat(x[:1], len(seeds), axis=0), strong.params)
+        spec["start"] = strong.key if ceiling == 0 else [strong.key, ceiling]  # (0: the keys before)
+        start = jax.tree.map(
+            lambda x: jnp.repeat(x[ceiling : ceiling + 1], len(seeds), axis=0), strong.params
+        )
 
     def fit(progress):
         pool = _labelled_pool(
