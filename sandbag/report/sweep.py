@@ -139,7 +139,8 @@ def plots(columns: list[str], rows: list[dict], out_dir: Path) -> list[Path]:
         _, hi, _ = _by_pair(rows, f"detector/{d}/auroc_hi")
         series[d] = (x, y, lo, hi)
     path = out_dir / "detector_auroc_vs_gap.png"
-    _plot(path, "Detection vs gap (band: bootstrap 95% CI)", "AUROC", series, band=0.5)
+    # one seed: the interval itself; several: each bound averaged over the seeds, not an interval of the mean
+    _plot(path, "Detection vs gap (band: 95% CI, bounds averaged over seeds)", "AUROC", series, band=0.5)
     made.append(path)
     for kind, ylabel, title, band in (
         ("elicit/", "recovery", "Elicitation vs gap (band: +-1 sd over seeds)", 0.0),
