@@ -346,7 +346,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
         pop = Population(pop.graphdef, pop.params, [n for n, _ in members], [s for _, s in members])
         return pop, [0] * len(members)
 
-    def fake_control(cfg, task_, name, weak_, target, context, zoo, seeds, strong=None):
+    def fake_control(cfg, task_, name, weak_, target, context, zoo, seeds, strong=None, ceiling=0):
         trained.append((f"control:{name}", [name], list(seeds)))
         pop = tiny_population(task, seeds, d_model=32 if name == "lower_rung" else 16)
         return Population(pop.graphdef, pop.params, [f"control:{name}"] * len(seeds), list(seeds))
