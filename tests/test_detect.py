@@ -447,15 +447,18 @@ def test_nan_scores_are_dropped():
     assert np.isnan(auroc(only_one_class, labels))
 
 
+def twenty_controls_and(organisms) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, labels): 20 controls scored 1..20, then the organisms' scores."""
+    scores = np.concatenate([np.arange(1.0, 21.0), organisms])
+    return scores, np.concatenate([np.zeros(20, int), np.ones(len(organisms), int)])
+
+
 def test_tpr_at_fpr_by_hand():
     # 20 controls scored 1..20; 5 organisms. At FPR <= 1/20 the threshold may pass the top
     # control (20): organisms 25, 22 and 19.5 lie above 19.5 with one control -> TPR 3/5.
     # At FPR 0 only 25 and 22 are caught -> 2/5. At threshold 5, 16 of 20 controls pass
     # (FPR 0.8) and every organism does -> 1.
-    controls = np.arange(1.0, 21.0)
-    organisms = np.array([25.0, 22.0, 19.5, 15.0, 5.0])
-    scores = np.concatenate([controls, organisms])
-    labels = np.concatenate([np.zeros(20, int), np.ones(5, int)])
+    scores, labels = twenty_controls_and([25.0, 22.0, 19.5, 15.0, 5.0])
     assert tpr_at_fpr(scores, labels, 0.05) == pytest.approx(3 / 5)
     assert tpr_at_fpr(scores, labels, 0.0) == pytest.approx(2 / 5)
     assert tpr_at_fpr(scores, labels, 0.8) == pytest.approx(1.0)
@@ -465,10 +468,7 @@ def test_tpr_at_fpr_keeps_a_point_on_a_straight_stretch_of_the_curve():
     # 20 controls scored 1..20; organisms 30, 25, then one tied with each of the top two
     # controls: (FPR, TPR) goes (0, 2/5) -> (1/20, 3/5) -> (2/20, 4/5), a straight line whose
     # middle point is the one at FPR 0.05.
-    controls = np.arange(1.0, 21.0)
-    organisms = np.array([30.0, 25.0, 20.0, 19.0, 2.0])
-    scores = np.concatenate([controls, organisms])
-    labels = np.concatenate([np.zeros(20, int), np.ones(5, int)])
+    scores, labels = twenty_controls_and([30.0, 25.0, 20.0, 19.0, 2.0])
     assert tpr_at_fpr(scores, labels, 0.05) == pytest.approx(3 / 5)
 
 
