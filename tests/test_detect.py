@@ -23,6 +23,7 @@ from sandbag.detect import DETECTORS, Detector, View, make_detector
 from sandbag.detect.game import auroc, auroc_ci, tpr_at_fpr
 from sandbag.models import ModelConfig
 from sandbag.population import Population
+from sandbag.population import concat as concat_pops
 from sandbag.run import CONF_DIR
 from sandbag.supervision import make_judge
 from sandbag.tasks import Items
@@ -335,8 +336,8 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
     judge = make_judge(OmegaConf.create({"name": "agreement"}), task, weak, None)
     trained = []
 
-    def fake_setting(cfg, task_, zoo):
-        return Setting({"weak/acc": 0.2}, weak, weak, judge, {}, eval_items(task, 4, 0))
+    def fake_setting(cfg, task_, zoo):  # a weak rung of two: the supervisor and the red team's own
+        return Setting({"weak/acc": 0.2}, concat_pops([weak, weak]), weak, judge, {}, eval_items(task, 4, 0))
 
     def fake_organisms(cfg, task_, s, trigger, zoo, names, seeds, reference):
         names = [*names, "honest_twin"]
@@ -351,12 +352,13 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
         pop = tiny_population(task, seeds, d_model=32 if name == "lower_rung" else 16)
         return Population(pop.graphdef, pop.params, [f"control:{name}"] * len(seeds), list(seeds))
 
-    seen = {"reference": [], "scored": []}
+    seen = {"reference": [], "scored": [], "weak_members": set()}
 
     class Spy(Detector):
         access = "test spy"
 
         def score(self, pop, view):
+            seen["weak_members"].add(len(view.weak.names))
             kind = self.scoring  # groups of one context are scored together, as one population
             seen[kind] += [
                 ("control" if n.startswith("control") else "organism", s)
@@ -400,6 +402,8 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
     assert not both, f"reference models are also scored: {sorted(both)} (training calls: {trained})"
     assert 0.0 <= metrics["detector/linear_probe/auroc"] <= 1.0
     assert np.isfinite(metrics["detector/combined/auroc"])
+    assert seen["weak_members"] == {1}, "the blue team sees its supervisor, not the red team's weak model"
+    assert not any(k.startswith("organism/honest_twin/") for k in metrics), "a twin is a control"
 
 
 # -- the game's statistics -----------------------------------------------------------------------
@@ -692,6 +696,7 @@ def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
     for s in strategies:  # what hiding costs each strategy, beside the detectors' AUROC
         assert 0.0 <= metrics[f"organism/{s}/acc_untriggered"] <= 1.0, s
         assert 0.0 <= metrics[f"organism/{s}/judge_acc_triggered"] <= 1.0, s
+    assert not any(k.startswith("organism/honest_twin/") for k in metrics), "a twin is a control"
     assert "| *acc untriggered* |" in (run_dir / "detectors.md").read_text()
     table = (run_dir / "detectors.md").read_text()
     for name in detectors:

@@ -54,7 +54,7 @@ def test_a_sweep_pair_below_min_gap_is_a_point_of_the_sweep_not_a_stop(scale):
     assert _compose(["+experiment=gap_point", "allow_small_gap=false"]).allow_small_gap is False
 
 
-def _fake_point(root: Path, weak: str, strong: str, seed: int, gap: float) -> None:
+def _fake_point(root: Path, weak: str, strong: str, seed: int, gap: float, **setting) -> None:
     """A finished gap point's results.json with the metric names the stages write."""
     m = {"gap": gap, "weak/acc": 0.3, "strong/acc": 0.3 + gap, "zoo/trained": 2, "zoo/reused": 5}
     m["wall_time_s"] = 60.0
@@ -68,7 +68,8 @@ def _fake_point(root: Path, weak: str, strong: str, seed: int, gap: float) -> No
     m |= {"organism/emulate_weak/acc_triggered": 0.3, "organism/emulate_weak/acc_untriggered": 0.9}
     m["organism/emulate_weak/judge_acc_triggered"] = 0.3 + gap
     config = {"experiment": "gap_point", "weak": {"name": weak}, "strong": {"name": strong}, "seed": seed}
-    d = root / f"{weak}_{strong}_{seed}"
+    config |= {"zoo": {"dir": f"/machine{seed}/zoo"}, **setting}  # where a point ran is not its setting
+    d = root / f"{weak}_{strong}_{seed}{'_' + '_'.join(setting) if setting else ''}"
     d.mkdir(parents=True)
     (d / "results.json").write_text(json.dumps({"config": config, "metrics": m}))
 
@@ -133,6 +134,21 @@ def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, caps
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
 
 
+def test_the_report_refuses_to_pool_points_of_other_sweeps_as_seeds(finished, capsys):
+    """A smoke run, another judge's run or a second run of a (pair, seed) under the same folder
+    (``python -m sandbag.report outputs/``) would read as variation between seeds."""
+    _fake_point(finished, "tiny", "medium", 0, gap=0.6, train={"steps": 40})
+    assert report.main([str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "are not one sweep" in err and "differ in train;" in err
+    assert not (finished / "report.md").exists()
+    (finished / "tiny_medium_0_train" / "results.json").unlink()
+    _fake_point(finished / "again", "tiny", "medium", 0, gap=0.6)
+    assert report.main([str(finished)]) == 2
+    assert "tiny/medium seed 0 ran twice" in capsys.readouterr().err
+    assert not (finished / "report.md").exists()
+
+
 def test_a_gap_point_builds_its_ladder_and_judge_once_and_counts_each_stage_s_time_once(monkeypatch):
     """The three stages share one ``Setting``: built once, its metrics and build time (ladder,
     judges) counted once, each stage's own time added to it."""
@@ -151,7 +167,16 @@ def test_a_gap_point_builds_its_ladder_and_judge_once_and_counts_each_stage_s_ti
         def run(cfg, task, zoo, out_dir, setting=None):
             assert isinstance(setting, Shared)
             judged = setting.metrics["time/judges_s"] + 1.0  # a stage may time more judging
-            return {**setting.metrics, "time/judges_s": judged, f"time/{name}_s": seconds, f"{name}/x": 1.0}
+            measured = {
+                "organism/emulate_weak/acc_triggered": seconds
+            }  # organisms and bake-off both measure it
+            return {
+                **setting.metrics,
+                **measured,
+                "time/judges_s": judged,
+                f"time/{name}_s": seconds,
+                f"{name}/x": 1.0,
+            }
 
         return run
 
@@ -163,6 +188,7 @@ def test_a_gap_point_builds_its_ladder_and_judge_once_and_counts_each_stage_s_ti
     assert m["time/ladder_s"] == 10.0 and m["time/judges_s"] == 2.0 + 3 * 1.0
     assert (m["time/organisms_s"], m["time/bakeoff_s"], m["time/elicitation_s"]) == (5.0, 7.0, 3.0)
     assert m["weak/acc"] == 0.3 and m["bakeoff/x"] == 1.0
+    assert m["organism/emulate_weak/acc_triggered"] == 5.0, "the organisms stage's own measurement"
 
 
 # What the end-to-end test trims (detectors, strategies and elicitation methods run in their

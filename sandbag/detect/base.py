@@ -28,7 +28,7 @@ class View:
     """What the blue team may look at. ``questions`` carry no answers (they are blanked)."""
 
     task: Task
-    weak: object  # the weak rung (the blue team's own model)
+    weak: object  # the blue team's supervisor: member 0 of the weak rung, a population of one
     judge: object
     questions: Items  # unlabelled deployment questions
     context: int  # the context token the models are deployed under

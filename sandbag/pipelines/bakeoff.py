@@ -125,8 +125,9 @@ def run(
     )
     metrics["time/bakeoff_populations_s"] = time.perf_counter() - t0
     with timed(metrics, "bakeoff_behaviour"):  # what each strategy pays for hiding: skill kept, judge fooled
-        first = get_trigger(b.triggers[0])
-        metrics.update(organism_metrics(scored[0].pop, task, s.judge, s.items, first))
+        first, pop = get_trigger(b.triggers[0]), scored[0].pop
+        organisms_only = pop.subset(np.flatnonzero(np.asarray(pop.names) != TWIN))  # twins are controls
+        metrics.update(organism_metrics(organisms_only, task, s.judge, s.items, first))
     scores, rows = score(cfg, task, s, scored, reference, metrics)
     labels, kinds, clusters = _cat(scored, "labels"), _cat(scored, "kinds"), _cat(scored, "clusters")
     strategies = sorted({k for k in kinds if not k.startswith("control/")})
@@ -184,8 +185,9 @@ def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference
         det = make_detector(name, detector_cfgs.get(name, {}))
 
         def view(ctx, det=det):
+            supervisor = s.weak.member(0)  # the weak rung's other members are the red team's
             return View(
-                task, s.weak, s.judge, questions, ctx, gold, ref_groups, detector_cfgs.get(det.name, {})
+                task, supervisor, s.judge, questions, ctx, gold, ref_groups, detector_cfgs.get(det.name, {})
             )
 
         log.info("detector %s", name)

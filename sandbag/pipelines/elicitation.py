@@ -132,7 +132,9 @@ def run(
                 params, _ = method(s)
             acc = behaviour(organisms.with_params(params), judge, items, PAD)["correct"].mean(1)
             metrics.update(summary(f"elicit/{name}/acc", acc))
-            metrics.update(summary(f"elicit/{name}/pgr", ratio(acc - weak, ceiling - weak)))
+            pgr = ratio(acc - weak, ceiling - weak)
+            metrics.update(summary(f"elicit/{name}/pgr", pgr))
+            metrics[f"elicit/{name}/pgr_lo"], metrics[f"elicit/{name}/pgr_hi"] = interval(pgr)
     with timed(metrics, "reports"):
         report.elicitation_outputs(metrics, curves, out_dir)
     return metrics

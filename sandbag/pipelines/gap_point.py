@@ -23,5 +23,8 @@ def run(cfg: RunConfig, task: Task, zoo: Zoo, out_dir: Path) -> dict[str, float]
             for k, v in got.items()
             if k.startswith("time/")
         }
-        metrics.update({**got, **times})  # each stage's wall time, summed over the three
+        # a key an earlier stage wrote keeps its value: the bake-off measures the organisms
+        # again, under its first trigger, which need not be the organisms stage's
+        fresh = {k: v for k, v in got.items() if k not in metrics}
+        metrics.update({**fresh, **times})  # each stage's wall time, summed over the three
     return metrics

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         path = write_report(args[0])
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(path)

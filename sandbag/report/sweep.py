@@ -24,8 +24,14 @@ from sandbag.report.figures import figure
 log = logging.getLogger(__name__)
 
 
+# What may differ between the gap points of one sweep: the pair, the seed, and where and how
+# each ran. Anything else (task, scale, judge, strategies, ...) makes points of other sweeps.
+PER_POINT = ("seed", "weak", "strong", "lower", "zoo", "logger", "distributed", "cpu_devices", "sweep_gaps")
+
+
 def load_points(root: Path) -> list[dict]:
-    """Every finished gap point under ``root``: {"dir", "weak", "strong", "seed", "metrics"}."""
+    """Every finished gap point under ``root``: {"dir", "weak", "strong", "seed", "metrics",
+    "setting"} (``setting``: its config but ``PER_POINT``)."""
     points = []
     for path in sorted(Path(root).rglob("results.json")):
         body = json.loads(path.read_text())
@@ -39,9 +45,36 @@ def load_points(root: Path) -> list[dict]:
                 "strong": config["strong"]["name"],
                 "seed": int(config["seed"]),
                 "metrics": body["metrics"],
+                "setting": {k: v for k, v in config.items() if k not in PER_POINT},
             }
         )
     return points
+
+
+def check_one_sweep(points: list[dict], root: Path) -> None:
+    """Refuse to pool points of different settings, or one (pair, seed) run twice, as if they
+    were the seeds of one sweep (``ValueError`` naming them)."""
+    first = points[0]
+    for p in points[1:]:
+        differ = sorted(
+            k
+            for k in first["setting"].keys() | p["setting"].keys()
+            if first["setting"].get(k) != p["setting"].get(k)
+        )
+        if differ:
+            raise ValueError(
+                f"the gap points under {root} are not one sweep: {first['dir']} and {p['dir']} differ in "
+                f"{', '.join(differ)}; report each sweep's folder on its own"
+            )
+    runs: dict[tuple, str] = {}
+    for p in points:
+        key = (p["weak"], p["strong"], p["seed"])
+        if key in runs:
+            raise ValueError(
+                f"{p['weak']}/{p['strong']} seed {p['seed']} ran twice under {root} ({runs[key]}, "
+                f"{p['dir']}); keep one of them, or report each folder on its own"
+            )
+        runs[key] = p["dir"]
 
 
 def _names(points: list[dict], prefix: str, suffix: str) -> list[str]:
@@ -217,6 +250,7 @@ def write_report(root: str | Path) -> Path:
     points = load_points(root)
     if not points:
         raise FileNotFoundError(f"no finished gap points (results.json of experiment gap_point) under {root}")
+    check_one_sweep(points, root)
     columns, rows = summary_rows(points)
     with open(root / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -233,5 +267,9 @@ class GapReport(Callback):
     """Hydra callback: when a multirun ends, aggregate its jobs into the sweep directory."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        path = write_report(config.hydra.sweep.dir)
+        try:
+            path = write_report(config.hydra.sweep.dir)
+        except ValueError as e:  # a sweep directory reused by another sweep: the jobs' own results stand
+            log.error("gap sweep report not written: %s", e)
+            return
         print(f"gap sweep report: {path}")
