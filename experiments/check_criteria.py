@@ -25,11 +25,11 @@ from sandbag import criteria
 from sandbag.redteam.strategies import TWIN
 
 
-def ladder(m: dict) -> list[tuple[str, bool, str]]:
+def ladder(m: dict, min_gap: float = criteria.MIN_GAP) -> list[tuple[str, bool, str]]:
     levels = sorted(int(k.rsplit("_d", 1)[1]) for k in m if re.fullmatch(r"weak/acc_d\d+", k))
     w = [m[f"weak/acc_d{k}"] for k in levels]
     s = [m[f"strong/acc_d{k}"] for k in levels]
-    return criteria.ladder_checks(w, s)
+    return criteria.ladder_checks(w, s, min_gap)
 
 
 def organisms(m: dict, cfg: dict) -> list[tuple[str, bool, str]]:
@@ -94,7 +94,9 @@ def organisms(m: dict, cfg: dict) -> list[tuple[str, bool, str]]:
 def main(path: str) -> int:
     body = json.load(open(path))
     m, cfg = body["metrics"], body["config"]
-    checks = ladder(m) + (organisms(m, cfg) if any(k.startswith("organism/") for k in m) else [])
+    checks = ladder(m, cfg.get("min_gap", criteria.MIN_GAP)) + (
+        organisms(m, cfg) if any(k.startswith("organism/") for k in m) else []
+    )
     for name, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
     return 0 if all(ok for _, ok, _ in checks) else 1

@@ -6,6 +6,7 @@ choices; ``run.main`` turns it into exit code 2.
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 from pathlib import Path
@@ -21,8 +22,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sandbag import schema
-from sandbag.detect import DETECTORS
+from sandbag import schema, seeds
+from sandbag.detect import DETECTORS, make_detector
 from sandbag.elicit import ELICITATIONS
 from sandbag.pipelines import EXPERIMENTS, gap_scan
 from sandbag.redteam import CONTROLS, STRATEGIES, TRIGGERS
@@ -95,6 +96,7 @@ def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
                 f"{task.seq_len} tokens, but {role} rung {rung.name!r} has max_len={rung.max_len}; "
                 f"lower the task's size or raise {role}.max_len"
             )
+    _check_seed_counts(run)
     if run.experiment != "capability_ladder":
         _validate_teams(run)
     return run, task
@@ -104,6 +106,29 @@ def _names(where: str, names, registry) -> None:
     for name in [names] if isinstance(names, str) else names:
         if name not in registry:
             raise ConfigError(f"unknown {where} {name!r}; valid: {', '.join(sorted(registry))}")
+
+
+# every count of members and the block of member seeds it draws from (sandbag/seeds.py)
+SEED_COUNTS = (
+    ("ladder_seeds", "ladder"),
+    ("scan.seeds", "ladder"),
+    ("organisms.seeds", "organisms"),
+    ("bakeoff.seeds", "organisms"),
+    ("elicitation.seeds", "organisms"),
+    ("controls.seeds", "controls"),
+    ("bakeoff.control_seeds", "bakeoff_controls"),
+    ("bakeoff.reference_seeds", "reference_organisms"),
+    ("bakeoff.reference_seeds", "reference_controls"),
+)
+
+
+def _check_seed_counts(run: RunConfig) -> None:
+    for key, role in SEED_COUNTS:
+        n, most = operator.attrgetter(key)(run), seeds.capacity(role)
+        if n > most:
+            raise ConfigError(
+                f"{key}={n}: at most {most} (the {role} members' block of seeds, sandbag/seeds.py)"
+            )
 
 
 def _validate_teams(run: RunConfig) -> None:
@@ -138,6 +163,21 @@ def _validate_teams(run: RunConfig) -> None:
                 "no detector selected; pick some with detector=[noise_injection,linear_probe,...]"
             )
         _names("detector", list(run.detectors), DETECTORS)
+        if not b.triggers:
+            raise ConfigError(
+                f"bakeoff.triggers must list at least one trigger; valid: {', '.join(sorted(TRIGGERS))}"
+            )
+        for name, block in run.detectors.items():
+            try:
+                needed = make_detector(name, dict(block or {})).gold_needed
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"detectors.{name}: {e}") from None
+            if needed > b.gold:
+                raise ConfigError(
+                    f"detector {name} reads {needed} verified items but bakeoff.gold={b.gold}; "
+                    f"raise bakeoff.gold to {needed} or lower the detector's own"
+                )
+    _names("controls.match", run.controls.match, STRATEGIES)
     if run.experiment == "supervisor_sweep":
         rungs = gap_scan.find_rungs(gap_scan.config_dirs())
         if not run.supervisors:

@@ -48,6 +48,11 @@ def members(role: str, seed: int, n: int) -> list[int]:
     return [seed * BLOCK + OFFSETS[role] + i for i in range(n)]
 
 
+def capacity(role: str) -> int:
+    """How many members ``role`` may have: the size of its block of seeds."""
+    return _next(role) - OFFSETS[role]
+
+
 def _next(role: str) -> int:
     later = [o for o in OFFSETS.values() if o > OFFSETS[role]]
     return min(later, default=BLOCK)

@@ -213,15 +213,16 @@ def train(
         if pending is not None:
             losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])
         pending, step = chunk_losses, chunk * S + n
+        # the check before the checkpoint: a run killed during it resumes before it, not after
+        checked = on_eval is not None and step // eval_every > (step - n) // eval_every
+        if checked and on_eval(step, params if mesh is None else parallel.one_device(params)):
+            break
         due = cfg.save_every is not None and step - last_save >= cfg.save_every
         if progress is not None and due and step < cfg.steps:
             losses = _account(losses, pending, bar, t0, desc, step - n)
             pending = None
             progress.save(step, {"params": params, "opt_state": opt_state, "losses": losses})
             last_save = step
-        if on_eval is not None and step // eval_every > (step - n) // eval_every:
-            if on_eval(step, params if mesh is None else parallel.one_device(params)):
-                break
     if pending is not None:
         losses = _account(losses, pending, bar, t0, desc, step - pending.shape[1])
     bar.close()

@@ -57,6 +57,19 @@ BAD_INPUT = {
     "unknown experiment": (["+experiment=nope"], ["nope", "capability_ladder"]),
     "bad value in a sweep": ([EXP, "train.steps=10,0", "--multirun"], ["train.steps", "0"]),
     "non-integer seed": ([EXP, "seed=abc"], ["seed", "abc"]),
+    "more ladder seeds than its block": ([EXP, "ladder_seeds=101"], ["ladder_seeds=101", "at most 100"]),
+    "fewer gold items than a detector reads": (
+        ["+experiment=detector_bakeoff", "bakeoff.gold=50"],
+        ["noise_injection", "200", "bakeoff.gold=50"],
+    ),
+    "no bake-off trigger": (
+        ["+experiment=detector_bakeoff", "bakeoff.triggers=[]"],
+        ["bakeoff.triggers", "flag"],
+    ),
+    "a detector's bad setting": (
+        ["+experiment=detector_bakeoff", "detectors.noise_injection.gold=abc"],
+        ["detectors.noise_injection", "abc"],
+    ),
 }
 
 

@@ -359,6 +359,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
 
         def score(self, pop, view):
             seen["weak_members"].add(len(view.weak.names))
+            seen["seed"] = self.cfg["seed"]
             kind = self.scoring  # groups of one context are scored together, as one population
             seen[kind] += [
                 ("control" if n.startswith("control") else "organism", s)
@@ -387,6 +388,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
                 "scale=smoke",
                 "logger=none",
                 "detector=[linear_probe,combined]",
+                "seed=3",
             ],
         )
     with open_dict(cfg):
@@ -403,6 +405,7 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
     assert 0.0 <= metrics["detector/linear_probe/auroc"] <= 1.0
     assert np.isfinite(metrics["detector/combined/auroc"])
     assert seen["weak_members"] == {1}, "the blue team sees its supervisor, not the red team's weak model"
+    assert seen["seed"] == 3, "a detector's random draws follow the run's seed"
     assert not any(k.startswith("organism/honest_twin/") for k in metrics), "a twin is a control"
 
 
@@ -617,6 +620,21 @@ def test_the_weak_model_itself_looks_clean_to_difficulty_profile_and_judge(setti
     np.testing.assert_array_equal(scores, 0.0)
     _, scores, _, _ = run_detector("judge_statistics", view, pop)
     np.testing.assert_array_equal(scores, 0.0)
+
+
+def test_judge_statistics_says_when_its_judge_reads_the_truth(setting):
+    """Under ``partial_oracle`` the judge checks a share of the questions against the truth:
+    the detector's access is then no longer label-free, and its table row says so."""
+    from dataclasses import replace
+
+    view, pop = setting
+    det, _, _, _ = run_detector("judge_statistics", view, pop)
+    assert det.access == "black-box (weak judge)"
+    oracle = make_judge(
+        OmegaConf.create({"name": "partial_oracle", "recognition": 0.5}), view.task, view.weak, None
+    )
+    det, _, _, _ = run_detector("judge_statistics", replace(view, judge=oracle), pop)
+    assert det.access == "black-box (weak judge; it checks 50% of questions against the truth)"
 
 
 # -- the combined detector -------------------------------------------------------------------------

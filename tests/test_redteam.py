@@ -926,6 +926,8 @@ BAD_INPUT = {
     "no strategy": ([EXP, "strategy.names=[]"], ["strategy.names", "emulate_weak"]),
     "target above 1": ([EXP, "strategy.target=2"], ["strategy.target", "2"]),
     "unknown control": ([EXP, "controls.names=[nope]"], ["nope", "lower_rung"]),
+    "unknown strategy to match": ([EXP, "controls.match=nope"], ["controls.match", "nope", "emulate_weak"]),
+    "too many organisms": ([EXP, "organisms.seeds=101"], ["organisms.seeds=101", "at most 100"]),
     "zero organism steps": ([EXP, "organisms.steps=0"], ["organisms.steps", "0"]),
     "all-untriggered mix": ([EXP, "organisms.perform_frac=1"], ["organisms.perform_frac", "(0, 1)"]),
     "imitating the supervisor's rung": (
@@ -943,6 +945,15 @@ def test_bad_organisms_input_is_one_clear_error(argv, expected):
     assert "\n" not in message.strip(), message
     for text in expected:
         assert text in message, f"{text!r} missing from the error message: {message!r}"
+
+
+def test_controls_match_a_trained_strategy():
+    """Not the weak rung's accuracy when ``controls.match`` names a strategy the run left out."""
+    from sandbag.pipelines.organisms import matched_strategy
+
+    assert matched_strategy(["emulate_weak", "random_wrong", TWIN], "random_wrong") == "random_wrong"
+    assert matched_strategy([TWIN, "selective"], "emulate_weak") == "selective"
+    assert matched_strategy([TWIN], "emulate_weak") is None
 
 
 def test_every_strategy_trigger_and_judge_is_selectable_from_the_command_line():

@@ -130,6 +130,52 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_a_run_killed_during_an_early_stop_check_resumes_before_that_check(tmp_path):
+    """The check at a checkpoint's step runs before the checkpoint is written: a run killed
+    inside it repeats it on resuming, and stops where an uninterrupted run stops."""
+    cfg = TrainConfig(steps=12, batch_size=8, steps_per_call=3, warmup=2, save_every=6)
+    sampler = ladder_sampler(TASK, [0], 8, 3)
+    graphdef, params = init_population(CFG, [0])
+    _, clean = train(graphdef, params, cfg, sampler, on_eval=lambda step, p: step >= 6, eval_every=3)
+    assert clean.shape[1] == 6
+
+    class Killed(Exception):
+        pass
+
+    def dying(step, p):
+        if step == 6:
+            raise Killed
+        return False
+
+    entry = Zoo(tmp_path).entry({"test": "resume during a check"})
+    with pytest.raises(Killed):
+        train(
+            graphdef,
+            init_population(CFG, [0])[1],
+            cfg,
+            sampler,
+            progress=entry.progress,
+            on_eval=dying,
+            eval_every=3,
+        )
+    calls = []
+
+    def check(step, p):
+        calls.append(step)
+        return step >= 6
+
+    _, resumed = train(
+        graphdef,
+        init_population(CFG, [0])[1],
+        cfg,
+        sampler,
+        progress=entry.progress,
+        on_eval=check,
+        eval_every=3,
+    )
+    assert 6 in calls and resumed.shape[1] == 6, (calls, resumed.shape)
+
+
 @pytest.mark.parametrize("batch", [1024, 4])
 def test_exact_match_equals_greedy_decoding(batch):
     """Teacher-forced exact match is True exactly where greedy decoding gets the answer."""

@@ -175,7 +175,9 @@ def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference
     n_gold = cfg.bakeoff.gold
     gold = task.generate(rng, n_gold, rng.choice(task.difficulties, size=n_gold), "gold")
     questions = blank(s.items)
-    detector_cfgs = cfg.detectors
+    # each detector's block; its random draws (noise, paraphrases) follow the run's seed
+    # unless the block sets its own
+    detector_cfgs = {name: {"seed": cfg.seed, **(block or {})} for name, block in cfg.detectors.items()}
     chosen = list(detector_cfgs)
     names = [n for n in chosen if not getattr(DETECTORS[n], "combines", False)]
     ref_labels = _cat(reference, "labels")

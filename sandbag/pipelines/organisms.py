@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from sandbag.schema import RunConfig
 from sandbag.supervision import make_judge, recognition
 from sandbag.tasks import Items, Task
 from sandbag.zoo import Zoo
+
+log = logging.getLogger(__name__)
 
 
 def red_team(cfg: RunConfig, task: Task, s: Setting, zoo: Zoo) -> RedTeam:
@@ -89,7 +92,10 @@ def run(
         sandbaggers, twins = pop.subset(np.flatnonzero(~twin)), pop.subset(np.flatnonzero(twin))
         metrics.update(organism_metrics(sandbaggers, task, s.judge, s.items, trigger))
         metrics.update(control_metrics(twins, TWIN, task, s.judge, s.items, trigger.sandbag))
-    target = metrics.get(f"organism/{cfg.controls.match}/acc_triggered", metrics["weak/acc"])
+    match = matched_strategy(cfg.strategy.names, cfg.controls.match)
+    if cfg.controls.names and match != cfg.controls.match:
+        log.warning("controls.match=%s was not trained: the controls match %s", cfg.controls.match, match)
+    target = metrics.get(f"organism/{match}/acc_triggered", metrics["weak/acc"])
     with timed(metrics, "controls"):
         for name in cfg.controls.names:
             control = train_control(cfg, task, name, s.weak, target, trigger.sandbag, zoo, strong=s.strong)
@@ -98,6 +104,13 @@ def run(
     with timed(metrics, "reports"):
         report.organism_outputs(task, metrics, strategies, [TWIN, *cfg.controls.names], out_dir)
     return metrics
+
+
+def matched_strategy(names: list[str], match: str) -> str | None:
+    """The strategy the controls match: ``controls.match`` if it was trained, else the first
+    sandbagging strategy trained (None if only twins were)."""
+    trained = [n for n in names if n != TWIN]
+    return match if match in trained else (trained or [None])[0]
 
 
 def organism_metrics(pop: Population, task: Task, judge, items: Items, trigger: Trigger) -> dict[str, float]:

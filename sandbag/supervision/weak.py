@@ -1,8 +1,8 @@
 """What the weak supervisor gives the blue team: its own answers, and the errors judges face.
 
 The weak supervisor is member 0 of the weak rung. It answers by greedy decoding (the one
-decoder); its answers on the ``demo`` split -- which no strong model trains on -- are the
-demonstrations that weak-to-strong training and SFT elicitation learn from.
+decoder); its answers on the ``demo`` split -- on whose ground truth no strong model trains --
+are the demonstrations that weak-to-strong training and SFT elicitation learn from.
 """
 
 from __future__ import annotations
