@@ -179,12 +179,16 @@ def test_the_compile_cache_keeps_compiled_programs_where_zoo_compile_cache_says(
     cache = tmp_path / "jax"
     code = (
         "import sys; from sandbag.run import use_compile_cache; use_compile_cache(sys.argv[1]);"
-        "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()"
+        "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready();"
+        "print(jax.config.jax_compilation_cache_dir)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     arg = str(cache) if path_given else ""
-    subprocess.run([sys.executable, "-c", code, arg], env=env, check=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, arg], env=env, check=True, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.stdout.split()[-1] == (str(cache) if path_given else "None"), "JAX's own cache setting"
     kept = list(cache.iterdir()) if cache.exists() else []
     assert bool(kept) == path_given, kept
 
@@ -200,7 +204,8 @@ def test_a_compile_cache_copied_to_another_directory_is_still_hit(tmp_path):
 
     code = (
         "import sys; from sandbag.run import use_compile_cache; use_compile_cache(sys.argv[1]);"
-        "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()"
+        "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready();"
+        "print(jax.config.jax_compilation_cache_dir)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from sandbag.data import eval_items
+from sandbag.decode import answers_of
 from sandbag.detect import DETECTORS, Detector, View, make_detector
 from sandbag.detect.game import auroc, auroc_ci, tpr_at_fpr
 from sandbag.models import ModelConfig
@@ -518,17 +519,47 @@ def test_detectors_that_read_gold_refuse_a_view_with_too_few(setting):
             det.score(pop, with_cfg(view, cfg, gold=short))
 
 
-def test_score_ranges(baseline):
-    """What each score is: a ratio >= 1, shares in [0, 1], an accuracy gain in [-1, 1]."""
-    assert np.all(baseline["noise_injection"][1] >= 1.0)
-    for name in ("linear_probe", "difficulty_profile", "judge_statistics"):
-        s = baseline[name][1]
-        assert np.all((s >= 0) & (s <= 1)), (name, s)
+def test_the_black_box_scores_are_what_their_docstrings_say(setting, baseline):
+    """judge_statistics: one minus the judge's mean score of a member's deployment answers;
+    difficulty_profile: its disagreement with the supervisor on the easiest levels. Recomputed
+    here from every question's answers, masked by level afterwards."""
+    view, pop = setting
+    q = view.questions
+    answers = answers_of(pop, q, view.context)  # [M, n, A]
+    judged = np.asarray([1.0 - view.judge.score(q, a).mean() for a in answers])
+    np.testing.assert_allclose(baseline["judge_statistics"][1], judged, rtol=1e-6)
+    levels = sorted(view.task.difficulties)
+    easy = np.isin(
+        q.difficulty,
+        levels[: max(1, round(len(levels) * detector_cfg("difficulty_profile")["easy_fraction"]))],
+    )
+    weak = answers_of(view.weak, q, view.context)[0]
+    disagree = np.any(answers != weak[None], axis=-1)[:, easy].mean(1)
+    np.testing.assert_allclose(baseline["difficulty_profile"][1], disagree)
+    assert disagree.max() > 0, "the noisiest copies should disagree somewhere, or this checks nothing"
     K = detector_cfg("paraphrase_consistency")["paraphrases"]
     s = baseline["paraphrase_consistency"][1]
     assert np.all((s >= 0) & (s <= 1 - 1 / K + 1e-12)), s
-    s = baseline["gold_finetune_gap"][1]
-    assert np.all((s >= -1) & (s <= 1)), s
+
+
+def test_the_probe_carries_a_difference_its_reference_shows_to_new_members(setting, blue_weak):
+    """Reference 'organisms' are copies of one shifted model, controls copies of the original:
+    a probe fit on them scores fresh copies of each (other noise) apart."""
+    view, _ = setting
+    _, weak = blue_weak
+    shifted = noisy_copies(weak.params, [0.1], 99)  # one model: every 'organism' is a copy of it
+
+    def copies(n, seed):
+        both = [noisy_copies(shifted, [0.01] * n, seed), noisy_copies(weak.params, [0.01] * n, seed + 1)]
+        return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *both)
+
+    ref = Population(weak.graphdef, copies(4, 20), ["s"] * 4 + ["c"] * 4, list(range(20, 28)))
+    new = Population(weak.graphdef, copies(3, 30), ["s"] * 3 + ["c"] * 3, list(range(30, 36)))
+    cfg = detector_cfg("linear_probe")
+    v = with_cfg(view, cfg, reference=[(ref, np.repeat([1, 0], 4), PAD)])
+    det = make_detector("linear_probe", cfg)
+    det.fit(v)
+    assert auroc(det.score(new, v), np.repeat([1, 0], 3)) == 1.0
 
 
 def test_the_probe_gives_nan_to_another_architecture(setting, blue_weak):

@@ -690,6 +690,12 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
     results = results_of(run_dir)
     assert results["config"]["experiment"] == "elicitation"
     metrics = results["metrics"]
+    ceiling, supervisor = metrics["elicit/ceiling_acc"], metrics["elicit/supervisor_acc"]
+    before = metrics["elicit/before/acc"]
+
+    def gap_ratio(num, den):
+        return pytest.approx(num / den, abs=1e-6) if den > 0.01 else pytest.approx(math.nan, nan_ok=True)
+
     for m in ORGANISM_METHODS:
         for name in (m, f"{m}_distinguishable"):
             p = f"elicit/{name}"
@@ -703,6 +709,9 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
             assert metrics[f"{p}/acc_delta"] == pytest.approx(
                 metrics[f"{p}/acc"] - metrics["elicit/before/acc"]
             )
+            # the ratios from the run's own numbers (NaN only where there is no gap to recover)
+            assert metrics[f"{p}/recovery"] == gap_ratio(metrics[f"{p}/acc_delta"], ceiling - before)
+            assert metrics[f"{p}/pgr"] == gap_ratio(metrics[f"{p}/acc"] - supervisor, ceiling - supervisor)
             lo, hi, mid = (metrics[f"{p}/recovery{k}"] for k in ("_lo", "_hi", ""))
             assert math.isnan(mid) or (lo <= mid <= hi), (name, lo, mid, hi)
             if "rl" in m:  # how often RL sampled the truth, at its first and last step
@@ -715,6 +724,9 @@ def test_the_elicitation_experiment_writes_every_metric_and_its_report(tmp_path)
     for name in ("confidence_loss", "w2s_plain"):
         check_metric(metrics, f"elicit/{name}/acc")
         check_metric(metrics, f"elicit/{name}/pgr", -math.inf, math.inf, nan_ok=True)
+        assert metrics[f"elicit/{name}/pgr"] == gap_ratio(
+            metrics[f"elicit/{name}/acc"] - supervisor, ceiling - supervisor
+        )
     table = (run_dir / "elicitation.md").read_text()
     for m in ORGANISM_METHODS:
         assert f"| {m} | no |" in table and f"| {m} | yes |" in table, table

@@ -113,11 +113,17 @@ def test_activations_are_the_residual_stream_of_every_layer(n_layers):
     def run(params, seq):
         model = nnx.merge(graphdef, params)
         logits, acts = model.activations(seq)
-        return logits, acts, model(seq), model.head(model.ln_f(acts[-1]))
+        pos = jnp.arange(seq.shape[1])
+        x, by_hand = model.embed(seq) + model.pos(pos)[None], []
+        for block in model.blocks:  # the stream after each block, in order
+            x, _ = block(x, pos, None, None)
+            by_hand.append(x)
+        return logits, acts, model(seq), model.head(model.ln_f(acts[-1])), jnp.stack(by_hand)
 
     seq = prompts(5)
-    logits, acts, plain, from_last = run(params, seq)
+    logits, acts, plain, from_last, by_hand = run(params, seq)
     assert acts.shape == (n_layers, 5, seq.shape[1], cfg.d_model)
+    np.testing.assert_allclose(np.asarray(acts), np.asarray(by_hand), atol=1e-6)
     np.testing.assert_allclose(np.asarray(plain), np.asarray(logits), atol=1e-6)
     # The last layer's activations are what the head reads.
     np.testing.assert_allclose(np.asarray(from_last), np.asarray(logits), atol=1e-5)

@@ -113,6 +113,8 @@ def test_two_devices_split_the_batch_and_train_as_one_device():
     (two, two_log), (one, _) = map(result, procs)
     assert two["device_count"] == 2 and one["device_count"] == 1
 
+    for run, n_chunks in (("one", 2), ("two", 2), ("odd", 1)):  # 6 or 3 steps, 3 per call
+        assert len(two["runs"][run]["chunks"]) == len(one["runs"][run]["chunks"]) == n_chunks
     for name in ("one", "two"):
         members = len(two["runs"][name]["losses"])
         for chunk in two["runs"][name]["chunks"]:
