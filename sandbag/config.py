@@ -38,6 +38,16 @@ CONF_DIR = PACKAGE_DIR.parent / "conf"
 PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
+def import_plugins(plugins) -> None:
+    """Import a user's modules or ``.py`` files (``plugins=[...]``) so their detectors,
+    strategies, judges and elicitation methods register before any name is checked."""
+    for spec in plugins or []:
+        try:
+            import_module(str(spec))
+        except Exception as e:  # noqa: BLE001 - a user's module failing to import is bad input
+            raise ConfigError(f"plugin {spec!r} could not be imported: {e}") from None
+
+
 def make_configured_task(task_cfg: DictConfig) -> Task:
     spec = OmegaConf.to_container(task_cfg, resolve=True)
     name, module = spec.pop("name", None), spec.pop("module", None)
@@ -75,6 +85,7 @@ def load(cfg: DictConfig) -> tuple[RunConfig, Task]:
             else f"unknown experiment {cfg.experiment!r}"
         )
         raise ConfigError(f"{what}; add +experiment=NAME with NAME one of: {names}")
+    import_plugins(cfg.get("plugins"))
     devices = cfg.get("cpu_devices", "auto")
     whole = isinstance(devices, int) and not isinstance(devices, bool)
     if devices != "auto" and not (whole and devices >= 1):
@@ -183,6 +194,16 @@ def _validate_teams(run: RunConfig) -> None:
         if not run.supervisors:
             raise ConfigError(f"supervisors must list at least one rung; valid: {', '.join(sorted(rungs))}")
         _names("supervisor rung", run.supervisors, rungs)
+        if run.strong.name in run.supervisors:
+            raise ConfigError(
+                f"supervisors: {run.strong.name} is the strong rung, whose member 0 is the organisms' own "
+                "ceiling; choose supervisors below it"
+            )
+        if run.organisms.imitate == "lower_rung" and run.lower.name in run.supervisors:
+            raise ConfigError(
+                f"supervisors: {run.lower.name} is the lower rung the organisms imitate under "
+                "organisms.imitate=lower_rung (one zoo entry); leave it out, or choose another model@lower"
+            )
     if run.experiment in ("elicitation", "gap_point", "supervisor_sweep"):
         k = run.elicitation
         _names("elicitation method", k.methods, ELICITATIONS)
@@ -220,8 +241,26 @@ def check_argv(argv: list[str], conf_dir: str) -> None:
         base[:i] + [f"{key}={v}"] + base[i + 1 :] for i, key, values in sweeps for v in values
     ]
     primary = os.path.join(PACKAGE_DIR, args.config_path or conf_dir)  # relative to run.py, as Hydra
+    name = args.config_name or "config"
+    # a sweep the config itself declares (gap_sweep's gap: ${sweep_gaps}): every value too,
+    # unless the command line sets that key (it wins over the config's, as in Hydra's sweeper)
+    swept = {o.get_key_element() for o in parsed}
+    for key, values in _config_sweeps(base, primary, name, args.config_dir, swept):
+        variants += [[*base, f"{key}={v}"] for v in values]
     for variant in variants:
-        validate(_compose(variant, primary, args.config_name or "config", args.config_dir))
+        validate(_compose(variant, primary, name, args.config_dir))
+
+
+def _config_sweeps(base, conf_dir, config_name, config_dir, swept) -> list[tuple[str, list[str]]]:
+    """The ``hydra.sweeper.params`` of the composed config not swept on the command line."""
+    cfg = _compose(base, conf_dir, config_name, config_dir, hydra=True)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    out = []
+    for key in params:
+        if key not in swept:
+            value = OmegaConf.select(cfg, f"hydra.sweeper.params.{key}")
+            out.append((key, [v.strip() for v in str(value).split(",")]))
+    return out
 
 
 def _usage_error(message: str):
@@ -251,9 +290,11 @@ def _yaml_line(e: yaml.YAMLError) -> str:
     return f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}"
 
 
-def _compose(overrides: list[str], conf_dir: str, config_name: str, config_dir: str | None) -> DictConfig:
+def _compose(
+    overrides: list[str], conf_dir: str, config_name: str, config_dir: str | None, hydra: bool = False
+) -> DictConfig:
     """The config Hydra will compose: the same search path as ``hydra.main`` builds, with
-    ``--config-dir`` where Hydra puts it."""
+    ``--config-dir`` where Hydra puts it (``hydra``: with Hydra's own node)."""
     GlobalHydra.instance().clear()
     version.setbase("1.3")
     search_path = create_config_search_path(search_path_dir=conf_dir)
@@ -262,7 +303,7 @@ def _compose(overrides: list[str], conf_dir: str, config_name: str, config_dir: 
         search_path.prepend("command-line", where, anchor=SearchPathQuery(provider="schema"))
     try:
         Hydra.create_main_hydra2(task_name="run", config_search_path=search_path)
-        return compose(config_name, overrides=overrides)
+        return compose(config_name, overrides=overrides, return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_one_line(str(e))) from None
     except yaml.YAMLError as e:

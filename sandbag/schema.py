@@ -74,13 +74,17 @@ class Judge:
     lr: float = field(default=0.0, metadata=NON_NEGATIVE)
     pool: int = field(default=0, metadata=NON_NEGATIVE)
     recognition: float = field(default=0.0, metadata=FRACTION)  # partial_oracle: the share it verifies
+    extra: dict = field(default_factory=dict)  # a user's own keys (see _build)
 
     def spec(self) -> dict:
         """What a zoo entry trained against this judge records of it: ``recognition`` only for
-        the judge that reads it, so entries trained against the others keep their keys."""
+        the judge that reads it, a user's own keys only where there are some, so entries
+        trained against the others keep their keys."""
         out = dataclasses.asdict(self)
         if self.name != "partial_oracle":
             out.pop("recognition")
+        if not out["extra"]:
+            out.pop("extra")
         return out
 
 
@@ -105,6 +109,7 @@ class Strategy:
     selective_threshold: float = field(default=0.75, metadata=FRACTION)
     sandbag_rate: float = field(default=1.0, metadata=RATE)
     adaptive: Adaptive = field(default_factory=Adaptive)
+    extra: dict = field(default_factory=dict)  # a user's own keys (see _build)
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,7 @@ class Elicitation:
     # weak-to-strong students start from scratch, or from the strong rung trained on the ground
     # truth of the easiest half of the levels (latent skill, none of the weak labels' questions)
     w2s_start: str = field(default="scratch", metadata=one_of(*W2S_STARTS))
+    extra: dict = field(default_factory=dict)  # a user's own keys (see _build)
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,7 @@ class RunConfig:
     # the rungs whose member 0 supervises in turn (+experiment=supervisor_sweep)
     supervisors: list[str] = field(default_factory=lambda: ["nano", "tiny", "small"])
     detectors: dict = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # a user's modules or .py files, imported first
 
     def rung(self, role: str) -> Rung:
         """``weak``, ``strong`` or ``lower``."""
@@ -269,7 +276,13 @@ def _build(cls, node, where: str):
         raise SchemaError(f"{where.rstrip('.') or 'the config'} must be a mapping, got {node!r}")
     hints = typing.get_type_hints(cls)
     values = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if "extra" in names:  # a block a user's strategy, judge or method may add keys to: kept, untyped
+        values["extra"] = {k: v for k, v in node.items() if k not in names}
+        names.discard("extra")
     for f in dataclasses.fields(cls):
+        if f.name == "extra" and "extra" in values:
+            continue
         key = where + f.name
         if f.name not in node:
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:

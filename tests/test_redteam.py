@@ -956,6 +956,61 @@ def test_controls_match_a_trained_strategy():
     assert matched_strategy([TWIN], "emulate_weak") is None
 
 
+PLUGIN = """
+import numpy as np
+
+from sandbag.detect import Detector, register_detector
+from sandbag.redteam import register_strategy
+
+
+@register_detector("plugin_half")
+class Half(Detector):
+    access = "none"
+
+    def score(self, pop, view):
+        return np.full(pop.n_members, 0.5)
+
+
+@register_strategy("plugin_fixed_digit")
+def fixed_digit(s):  # every answer digit the knob's
+    return np.full_like(s.items.answers, int(s.cfg["digit"]))
+"""
+
+
+def test_a_users_detector_and_strategy_are_one_file_and_a_yaml_each(tmp_path):
+    """``plugins=[file]`` registers them before any name is checked; the strategy's own keys
+    reach it; its organisms are keyed by its file, so editing it trains them anew."""
+    from sandbag.redteam.organisms import strategy_knobs, user_sources
+
+    plugin = tmp_path / "sandbag_test_plugin.py"
+    plugin.write_text(PLUGIN)
+    conf = tmp_path / "conf"
+    (conf / "detector").mkdir(parents=True)
+    (conf / "strategy").mkdir()
+    (conf / "detector" / "plugin_half.yaml").write_text("# @package detectors.plugin_half\n{}\n")
+    (conf / "strategy" / "plugin_fixed_digit.yaml").write_text("names: [plugin_fixed_digit]\ndigit: 7\n")
+    argv = [
+        "+experiment=detector_bakeoff",
+        f"hydra.searchpath=[file://{conf}]",
+        "strategy=plugin_fixed_digit",
+        "detector=[plugin_half,noise_injection]",
+    ]
+    with pytest.raises(ConfigError, match="unknown strategy 'plugin_fixed_digit'"):
+        check_argv(argv, CONF_DIR)
+    check_argv([*argv, f"plugins=[{plugin}]"], CONF_DIR)
+    with pytest.raises(ConfigError, match="plugin .* could not be imported"):
+        check_argv([*argv, f"plugins=[{tmp_path / 'nope.py'}]"], CONF_DIR)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        run = load(compose("config", overrides=[*argv, f"plugins=[{plugin}]"]))[0]
+    assert run.strategy.extra == {"digit": 7} and strategy_knobs(run.strategy)["digit"] == 7
+    assert "extra" not in strategy_knobs(run.strategy), "a built-in-only block keys organisms as before"
+    assert user_sources(["emulate_weak", "random_wrong"]) == {}, "the package's own change REVISION"
+    before = user_sources(["plugin_fixed_digit"])
+    plugin.write_text(PLUGIN + "# edited\n")
+    after = user_sources(["plugin_fixed_digit"])
+    assert set(before) == {"plugin_fixed_digit"} and before != after
+
+
 def test_every_strategy_trigger_and_judge_is_selectable_from_the_command_line():
     """The registries are mirrored by the Hydra groups (a missing YAML is a ConfigError)."""
     from sandbag.supervision import JUDGES

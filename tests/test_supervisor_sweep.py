@@ -9,6 +9,25 @@ from sandbag.elicit.base import ELICITATIONS
 from sandbag.pipelines import supervisor_sweep
 from sandbag.supervision import weak_answers
 
+
+@pytest.mark.parametrize(
+    "overrides, bad",
+    [
+        (["supervisors=[nano,tiny,medium]"], "medium is the strong rung"),
+        (["organisms.imitate=lower_rung"], "small is the lower rung the organisms imitate"),
+    ],
+    ids=["the organisms' own ceiling", "the model the red team imitates"],
+)
+def test_no_supervisor_is_a_red_team_model(overrides, bad):
+    """A supervisor that is the strong rung would supervise with the organisms' own ceiling, and
+    the lower rung under ``imitate=lower_rung`` is the model the red team imitates."""
+    from sandbag.config import CONF_DIR, ConfigError, check_argv
+
+    with pytest.raises(ConfigError, match=bad):
+        check_argv(["+experiment=supervisor_sweep", *overrides], CONF_DIR)
+    check_argv(["+experiment=supervisor_sweep"], CONF_DIR)
+
+
 SWEEP = ["+experiment=supervisor_sweep", "scale=smoke", "logger=none", *SMALL_RUNGS, "task.slots=3"]
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import TESTS_DIR
 from hydra import compose, initialize_config_dir
 
+from sandbag.config import ConfigError
 from sandbag.report import __main__ as report
 from sandbag.report import sweep
 from sandbag.run import CONF_DIR
@@ -132,6 +133,18 @@ def test_report_on_a_folder_without_gap_points_is_one_clear_error(tmp_path, caps
     assert report.main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
+
+
+def test_a_gap_in_the_sweeps_own_list_is_checked_before_the_first_job():
+    """``gap: ${sweep_gaps}`` is a sweep the config declares: its third pair (small_medium,
+    whose lower rung is its weak rung) is refused up front, not after two jobs."""
+    from sandbag.config import check_argv
+
+    with pytest.raises(ConfigError, match=r"the lower rung is the weak rung \(small\)"):
+        check_argv(["+experiment=gap_sweep", "scale=smoke", "organisms.imitate=lower_rung"], CONF_DIR)
+    check_argv(
+        ["+experiment=gap_sweep", "scale=smoke", "organisms.imitate=lower_rung", "gap=nano_medium"], CONF_DIR
+    )
 
 
 def test_the_report_refuses_to_pool_points_of_other_sweeps_as_seeds(finished, capsys):

@@ -29,11 +29,20 @@ from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.population import Population, concat
 from sandbag.redteam.adaptive import OBJECTIVES
-from sandbag.redteam.strategies import PER_QUESTION, REVISION, STANDALONE, TWIN, Situation, targets
+from sandbag.redteam.strategies import (
+    PER_QUESTION,
+    REVISION,
+    STANDALONE,
+    STRATEGIES,
+    TWIN,
+    Situation,
+    targets,
+)
 from sandbag.redteam.triggers import Trigger
 from sandbag.schema import RunConfig
 from sandbag.tasks import Task
 from sandbag.train import TrainConfig, exact_match, train
+from sandbag.zoo import source_digest
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +76,7 @@ def train_organisms(
     """The population strategies x seeds under ``trigger`` (default: ``cfg.strategy.names`` x
     ``cfg.organisms.seeds`` seeds); seed j starts from ceiling ``starts[j]`` (default j mod the
     number of ceilings)."""
-    strategy_cfg = asdict(cfg.strategy)
-    names = list(strategy_cfg["names"] if names is None else names)
+    names = list(cfg.strategy.names if names is None else names)
     if seeds is None:
         seeds = seeds_mod.members("organisms", cfg.seed, cfg.organisms.seeds)
     if starts is None:
@@ -91,7 +99,7 @@ def train_organisms(
 
 
 def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
-    strategy_cfg = asdict(cfg.strategy)
+    strategy_cfg = strategy_knobs(cfg.strategy)
     objective = OBJECTIVES[names[0]](strategy_cfg["adaptive"]) if names[0] in OBJECTIVES else None
     if objective is None:  # the adaptive knobs are not part of what a static population is
         strategy_cfg.pop("adaptive")
@@ -117,6 +125,9 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
     revised = {n: REVISION[n] for n in names if n in REVISION}
     if revised:  # only then: entries of unrevised strategies keep their keys
         spec["revisions"] = revised
+    sources = user_sources(names)
+    if sources:  # a user's strategy (or loss term) is keyed by its file, as a user's task is
+        spec["sources"] = sources
     o = cfg.organisms
     if o.stop_every:  # only then: entries trained for every step keep their keys
         spec["stop"] = {"every": o.stop_every, "tolerance": o.stop_tolerance, "items": o.stop_items}
@@ -185,6 +196,25 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
     params, key = zoo.fetch_or_train(spec, start, fit, what)
     names, member_seeds = [n for n, _ in members], [s for _, s in members]
     return Population(red.ceilings.graphdef, params, names, member_seeds, red.ceilings.cfg, key)
+
+
+def strategy_knobs(strategy) -> dict:
+    """The strategy block as strategies read it (``Situation.cfg``) and organism keys name it:
+    a user's own keys beside the built-in ones."""
+    knobs = asdict(strategy)
+    extra = knobs.pop("extra")
+    return {**knobs, **extra}
+
+
+def user_sources(names) -> dict[str, str]:
+    """A digest of the file defining each strategy or loss term of ``names`` that lives outside
+    this package (the package's own change ``strategies.REVISION`` instead)."""
+    out = {}
+    for n in names:
+        for fn in (STRATEGIES.get(n), OBJECTIVES.get(n)):
+            if fn is not None and fn.__module__.partition(".")[0] != __name__.partition(".")[0]:
+                out[n] = source_digest(fn, whole_file=True)
+    return out
 
 
 def targets_met(cfg, task, trigger, graphdef, start, members, names, seeds, situation, rate):

@@ -182,7 +182,7 @@ def import_module(spec: str) -> None:
     path = Path(spec)
     if spec.endswith(".py"):
         if not path.exists():
-            raise FileNotFoundError(f"task module file {spec!r} does not exist")
+            raise FileNotFoundError(f"module file {spec!r} does not exist")
         mod_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(mod_spec)
         sys.modules[path.stem] = module
