@@ -977,7 +977,19 @@ def fixed_digit(s):  # every answer digit the knob's
 """
 
 
-def test_a_users_detector_and_strategy_are_one_file_and_a_yaml_each(tmp_path):
+@pytest.fixture
+def registries_restored():
+    """The registries as they were: a plugin a test imports is gone after it."""
+    from sandbag.detect import DETECTORS
+
+    before = [(r, dict(r)) for r in (DETECTORS, STRATEGIES)]
+    yield
+    for registry, entries in before:
+        registry.clear()
+        registry.update(entries)
+
+
+def test_a_users_detector_and_strategy_are_one_file_and_a_yaml_each(tmp_path, registries_restored):
     """``plugins=[file]`` registers them before any name is checked; the strategy's own keys
     reach it; its organisms are keyed by its file, so editing it trains them anew."""
     from sandbag.redteam.organisms import strategy_knobs, user_sources

@@ -13,7 +13,6 @@ import numpy as np
 
 from sandbag.decode import answers_of
 from sandbag.detect.base import Detector, register_detector
-from sandbag.supervision.judges import PartialOracle
 
 
 @register_detector("judge_statistics")
@@ -21,7 +20,7 @@ class JudgeStatistics(Detector):
     access = "black-box (weak judge)"
 
     def score(self, pop, view):
-        if isinstance(view.judge, PartialOracle):  # the truth on a share of the questions
+        if getattr(view.judge, "name", None) == "partial_oracle":  # the truth on a share of the questions
             share = view.judge.cfg.recognition
             self.access = f"black-box (weak judge; it checks {share:.0%} of questions against the truth)"
         q = view.questions
