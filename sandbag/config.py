@@ -258,7 +258,10 @@ def _config_sweeps(base, conf_dir, config_name, config_dir, swept) -> list[tuple
     out = []
     for key in params:
         if key not in swept:
-            value = OmegaConf.select(cfg, f"hydra.sweeper.params.{key}")
+            try:
+                value = OmegaConf.select(cfg, f"hydra.sweeper.params.{key}")
+            except OmegaConfBaseException:  # resolved only inside Hydra's app: each job checks itself
+                continue
             out.append((key, [v.strip() for v in str(value).split(",")]))
     return out
 
