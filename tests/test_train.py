@@ -148,31 +148,20 @@ def test_a_run_killed_during_an_early_stop_check_resumes_before_that_check(tmp_p
         return False
 
     entry = Zoo(tmp_path).entry({"test": "resume during a check"})
+
+    def run(on_eval):
+        start = init_population(CFG, [0])[1]
+        return train(graphdef, start, cfg, sampler, progress=entry.progress, on_eval=on_eval, eval_every=3)
+
     with pytest.raises(Killed):
-        train(
-            graphdef,
-            init_population(CFG, [0])[1],
-            cfg,
-            sampler,
-            progress=entry.progress,
-            on_eval=dying,
-            eval_every=3,
-        )
+        run(dying)
     calls = []
 
     def check(step, p):
         calls.append(step)
         return step >= 6
 
-    _, resumed = train(
-        graphdef,
-        init_population(CFG, [0])[1],
-        cfg,
-        sampler,
-        progress=entry.progress,
-        on_eval=check,
-        eval_every=3,
-    )
+    _, resumed = run(check)
     assert 6 in calls and resumed.shape[1] == 6, (calls, resumed.shape)
 
 

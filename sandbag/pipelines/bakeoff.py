@@ -182,12 +182,12 @@ def score(cfg: RunConfig, task: Task, s: Setting, scored: list[Group], reference
     names = [n for n in chosen if not getattr(DETECTORS[n], "combines", False)]
     ref_labels = _cat(reference, "labels")
     ref_groups = [(g.pop, g.labels, g.context) for g in reference]
+    supervisor = s.weak.member(0)  # the weak rung's other members are the red team's
     scores, ref_scores, rows = {}, {}, []
     for name in names:
         det = make_detector(name, detector_cfgs.get(name, {}))
 
         def view(ctx, det=det):
-            supervisor = s.weak.member(0)  # the weak rung's other members are the red team's
             return View(
                 task, supervisor, s.judge, questions, ctx, gold, ref_groups, detector_cfgs.get(det.name, {})
             )
