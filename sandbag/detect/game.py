@@ -81,13 +81,19 @@ def bootstrap_aurocs(scores, labels, clusters=None, n_boot: int = 1000, seed: in
     x, y = np.asarray(scores, float), np.asarray(labels)
     p_of = [x[u[y[u] == 1]] for u in units]
     n_of = [x[u[y[u] == 0]] for u in units]
-    right = np.array([[((p[:, None] > n) + 0.5 * (p[:, None] == n)).sum() for n in n_of] for p in p_of])
+    right = np.zeros((len(units), len(units)))
+    unit_of = np.repeat(np.arange(len(units)), [len(p) for p in p_of])
+    every_p = np.concatenate(p_of)
+    for v, n in enumerate(n_of):  # per negative unit: each positive's negatives below it, ties half
+        n = np.sort(n)
+        below, upto = np.searchsorted(n, every_p, "left"), np.searchsorted(n, every_p, "right")
+        right[:, v] = np.bincount(unit_of, weights=below + 0.5 * (upto - below), minlength=len(units))
     rng = np.random.default_rng(seed)
     n_p, n_n = len(pos), len(neg)
     draws = [(rng.integers(0, n_p, n_p), rng.integers(0, n_n, n_n)) for _ in range(n_boot)]
     w = np.stack([np.bincount(np.r_[a, n_p + b], minlength=len(units)) for a, b in draws])
     n_pairs = (w @ [len(p) for p in p_of]) * (w @ [len(n) for n in n_of])
-    return np.einsum("bu,uv,bv->b", w, right, w) / n_pairs
+    return ((w @ right) * w).sum(axis=1) / n_pairs
 
 
 def tpr_at_fpr(scores, labels, fpr: float = 0.05) -> float:
