@@ -11,6 +11,7 @@ validation: ``build`` checks every field against them and reports the first bad 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -322,7 +323,7 @@ def _value(kind, value, key: str, meta):
         return value
     number = kind is float and isinstance(value, int) or isinstance(value, kind)
     ok, adjective, interval = meta.get("check", (lambda v: True, "", ""))
-    if isinstance(value, bool) or not number or not ok(value):
+    if isinstance(value, bool) or not number or not math.isfinite(value) or not ok(value):
         noun = "integer" if kind is int else "number"
         what = f"a {adjective} {noun}" if adjective else f"a {noun}"
         if interval:

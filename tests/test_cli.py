@@ -52,6 +52,7 @@ BAD_INPUT = {
     "task longer than the context": ([EXP, "task.slots=20"], ["67", "max_len=64"]),
     "bad task size": ([EXP, "task.slots=0"], ["slots", "0"]),
     "zero learning rate": ([EXP, "train.lr=0"], ["train.lr", "0"]),
+    "infinite learning rate": ([EXP, "train.lr=inf"], ["train.lr", "inf"]),
     "unknown task field": ([EXP, "task.width=40"], ["width"]),
     "missing experiment": ([], ["+experiment", "capability_ladder"]),
     "unknown experiment": (["+experiment=nope"], ["nope", "capability_ladder"]),
