@@ -323,7 +323,8 @@ def _value(kind, value, key: str, meta):
         return value
     number = kind is float and isinstance(value, int) or isinstance(value, kind)
     ok, adjective, interval = meta.get("check", (lambda v: True, "", ""))
-    if isinstance(value, bool) or not number or not math.isfinite(value) or not ok(value):
+    infinite = isinstance(value, float) and not math.isfinite(value)
+    if isinstance(value, bool) or not number or infinite or not ok(value):
         noun = "integer" if kind is int else "number"
         what = f"a {adjective} {noun}" if adjective else f"a {noun}"
         if interval:
