@@ -16,11 +16,13 @@ FORMAT = 3
 
 def padded_map(fn, rows: np.ndarray, batch: int, out_axis: int = 0) -> np.ndarray:
     """``fn`` over ``rows`` in chunks padded to one shape (each jitted ``fn`` compiles once);
-    results are cut back to the real rows and joined along ``out_axis``."""
+    results are cut back to the real rows and joined along ``out_axis``. Fewer rows than
+    ``batch`` are padded to a power of two (at least 16), so calls with 134, 141 or 160 rows
+    share one program. ``fn`` must treat rows independently."""
     out = []
     for i in range(0, len(rows), batch):
         chunk = rows[i : i + batch]
-        size = batch if len(rows) > batch else len(chunk)
+        size = batch if len(rows) > batch else min(batch, max(16, 1 << (len(chunk) - 1).bit_length()))
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
         out.append(np.take(np.asarray(fn(padded)), np.arange(len(chunk)), axis=out_axis))
     return np.concatenate(out, axis=out_axis)

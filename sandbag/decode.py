@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from sandbag.data import padded_map
-from sandbag.population import over_members
+from sandbag.population import each_member, over_members
 from sandbag.tasks import Items
 from sandbag.tasks.base import PAD
 
@@ -75,8 +75,12 @@ def decode_answers(graphdef, params, prompts: np.ndarray, n_new: int, batch: int
 
     Batches are padded to one shape so each model compiles once.
     """
-    fn = partial(_greedy_population, graphdef, params, n_new=n_new)
-    return padded_map(lambda x: fn(jnp.asarray(x, jnp.int32)), prompts, batch, out_axis=1)
+
+    def one(p):
+        fn = partial(_greedy_population, graphdef, p, n_new=n_new)
+        return padded_map(lambda x: fn(jnp.asarray(x, jnp.int32)), prompts, batch, out_axis=1)
+
+    return each_member(one, params)
 
 
 def prompts_of(items: Items, context: int = PAD) -> np.ndarray:

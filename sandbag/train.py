@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from sandbag import parallel
 from sandbag.data import padded_map
 from sandbag.models import ModelConfig, Transformer
-from sandbag.population import over_members
+from sandbag.population import each_member, over_members
 
 
 class TrainingDiverged(RuntimeError):
@@ -269,4 +269,7 @@ def exact_match(graphdef, params, tokens: np.ndarray, answer_len: int, batch: in
     Greedy decoding is right iff every answer position's argmax is the target given the
     correct prefix, so one forward pass replaces decoding.
     """
-    return padded_map(lambda x: _exact_match(graphdef, params, x, answer_len), tokens, batch, out_axis=1)
+    return each_member(
+        lambda p: padded_map(lambda x: _exact_match(graphdef, p, x, answer_len), tokens, batch, out_axis=1),
+        params,
+    )

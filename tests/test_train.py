@@ -190,6 +190,58 @@ def test_exact_match_equals_greedy_decoding(batch):
     assert exact_match(graphdef, params, tokens, A, batch=batch).shape == (2, 10)
 
 
+def test_evaluation_compiles_one_program_whatever_the_population_size():
+    """On the CPU a population is evaluated member by member (``population.each_member``) and
+    fewer rows than a batch are padded to a power of two: populations of 1, 2 and 3 members on
+    9 or 14 items compile one exact-match and one greedy program, and every member gets what
+    the whole population's program gives it."""
+    from sandbag import decode as decode_mod
+    from sandbag import train as train_mod
+
+    cfg = replace(CFG, d_model=24)  # an architecture no other test compiles
+    rng = np.random.default_rng(1)
+    items = TASK.generate(rng, 14, rng.choice(TASK.difficulties, size=14), "eval")
+    tokens, P, A = items.tokens(), 1 + TASK.prompt_len, TASK.answer_len
+    before = train_mod._exact_match._cache_size(), decode_mod._greedy_population._cache_size()
+    runs = []
+    for n, rows in [(1, 14), (2, 9), (3, 14)]:
+        graphdef, params = init_population(cfg, list(range(n)))
+        got = exact_match(graphdef, params, tokens[:rows], A)
+        answers = decode_mod.decode_answers(graphdef, params, tokens[:rows, :P], A)
+        assert got.shape == (n, rows) and answers.shape == (n, rows, A)
+        runs.append((graphdef, params, rows, got, answers))
+    after = train_mod._exact_match._cache_size(), decode_mod._greedy_population._cache_size()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    for graphdef, params, rows, got, answers in runs:
+        whole = train_mod._exact_match(graphdef, params, jnp.asarray(tokens[:rows]), A)
+        assert (got == np.asarray(whole)).all()
+        whole = decode_mod._greedy_population(graphdef, params, jnp.asarray(tokens[:rows, :P]), A)
+        assert (answers == np.asarray(whole)).all()
+
+
+def test_padded_map_pads_short_inputs_to_a_power_of_two_and_cuts_them_back():
+    from sandbag.data import padded_map
+
+    seen = []
+
+    def fn(x):
+        seen.append(len(x))
+        return x.sum(1)
+
+    for n, batch, shapes in [
+        (134, 512, [256]),
+        (141, 512, [256]),
+        (10, 512, [16]),
+        (600, 512, [512, 512]),
+        (40, 32, [32, 32]),
+        (20, 24, [24]),
+    ]:
+        seen.clear()
+        rows = np.arange(n * 3).reshape(n, 3)
+        np.testing.assert_array_equal(padded_map(fn, rows, batch), rows.sum(1))
+        assert seen == shapes, (n, batch, seen)
+
+
 def test_training_the_same_shapes_again_does_not_recompile():
     """A second ``train`` call with the same config and shapes reuses the compiled step
     (organisms, controls and elicitation call ``train`` many times)."""

@@ -17,7 +17,7 @@ from flax import nnx
 
 from sandbag.decode import prompts_of
 from sandbag.detect.base import Detector, register_detector
-from sandbag.population import over_members
+from sandbag.population import each_member, over_members
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
@@ -32,7 +32,8 @@ def _last_prompt_acts(graphdef, params, prompts_BxP):
 
 
 def activations(pop, questions, context: int) -> np.ndarray:
-    return np.asarray(_last_prompt_acts(pop.graphdef, pop.params, prompts_of(questions, context)))
+    prompts = prompts_of(questions, context)
+    return each_member(lambda p: _last_prompt_acts(pop.graphdef, p, prompts), pop.params)
 
 
 @register_detector("linear_probe")
