@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sandbag.models import ModelConfig, param_count
@@ -33,21 +32,27 @@ def each_member(fn, params) -> np.ndarray:
     one per member count. Elsewhere one call over the whole population."""
     if jax.default_backend() != "cpu":
         return np.asarray(fn(params))
-    host = jax.device_get(params)  # slices of host arrays: no program per slice
-    n = jax.tree.leaves(host)[0].shape[0]
-    return np.concatenate([np.asarray(fn(jax.tree.map(lambda x, i=i: x[i : i + 1], host))) for i in range(n)])
+    n = jax.tree.leaves(params)[0].shape[0]
+    return np.concatenate([np.asarray(fn(member(params, i))) for i in range(n)])
+
+
+def on_host(fn, *trees):
+    """``fn`` leaf by leaf on host copies of ``trees`` (numpy), the result placed back on the
+    default device. Slicing, stacking or joining device arrays eagerly compiles a program per
+    shape (hundreds in a gap sweep); on the host it compiles none."""
+    return jax.device_put(jax.tree.map(lambda *xs: fn(*map(np.asarray, xs)), *trees))
 
 
 def member(params, i: int = 0):
     """Member ``i`` of stacked parameters, still stacked (a population of one)."""
-    return jax.tree.map(lambda x: x[i : i + 1], params)
+    return on_host(lambda x: x[i : i + 1], params)
 
 
 def concat(pops: list[Population]) -> Population:
     """The members of several populations of one architecture, in order, as one."""
     return replace(
         pops[0],
-        params=jax.tree.map(lambda *xs: jnp.concatenate(xs), *(p.params for p in pops)),
+        params=on_host(lambda *xs: np.concatenate(xs), *(p.params for p in pops)),
         names=[n for p in pops for n in p.names],
         seeds=[s for p in pops for s in p.seeds],
         key="+".join(p.key for p in pops),
@@ -76,7 +81,7 @@ class Population:
         idx = np.asarray(idx)
         return replace(
             self,
-            params=jax.tree.map(lambda x: x[idx], self.params),
+            params=on_host(lambda x: x[idx], self.params),
             names=[self.names[i] for i in idx],
             seeds=[self.seeds[i] for i in idx],
             key=f"{self.key}[{','.join(map(str, idx.tolist()))}]" if self.key else "",

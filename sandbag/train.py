@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from sandbag import parallel
 from sandbag.data import padded_map
 from sandbag.models import ModelConfig, Transformer
-from sandbag.population import each_member, over_members
+from sandbag.population import each_member, on_host, over_members
 
 
 class TrainingDiverged(RuntimeError):
@@ -64,7 +64,7 @@ def init_population(cfg: ModelConfig, seeds: list[int]):
     for s in seeds:
         graphdef, state = nnx.split(Transformer(cfg, nnx.Rngs(params=s)))
         states.append(state)
-    return graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    return graphdef, on_host(lambda *xs: np.stack(xs), *states)
 
 
 @functools.cache
@@ -77,6 +77,12 @@ def make_optimizer(clip: float = 1.0, weight_decay: float = 0.01) -> optax.Gradi
         optax.clip_by_global_norm(clip),
         optax.adamw(1.0, b1=0.9, b2=0.98, weight_decay=weight_decay),
     )
+
+
+@partial(jax.jit, static_argnames=("tx",))
+def _init_optimizer(params, tx):
+    """Every member's optimizer state in one program (eagerly, one program per leaf shape)."""
+    return jax.vmap(tx.init)(params)
 
 
 def optimizer_of(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -183,7 +189,7 @@ def train(
     start = jax.tree.map(jnp.array, params) if objective is not None else None  # a copy: params are donated
     n_members = jax.tree.leaves(params)[0].shape[0]
     tx = optimizer_of(cfg)
-    opt_state = jax.vmap(tx.init)(params)
+    opt_state = _init_optimizer(params, tx)
     step, losses = 0, np.zeros((n_members, 0), np.float32)
     resumed = progress.load({"params": params, "opt_state": opt_state}) if progress else None
     if resumed is not None:

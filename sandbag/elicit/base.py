@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sandbag import seeds as seeds_mod
 from sandbag.data import answer_weights, sequences
-from sandbag.population import Population
+from sandbag.population import Population, on_host
 from sandbag.registry import Registry
 from sandbag.schema import Elicitation, RunConfig
 from sandbag.tasks import Items, Task
@@ -69,7 +67,7 @@ def curve_tokens(s: Setting, n: int = 512) -> np.ndarray:
 
 def copy_params(params):
     """The trainer donates its input; methods train on a copy so the organisms stay intact."""
-    return jax.tree.map(jnp.copy, params)
+    return on_host(np.array, params)
 
 
 def fixed_sampler(tokens: np.ndarray, task: Task, tcfg: TrainConfig, seeds: list[int]):

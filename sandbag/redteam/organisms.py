@@ -20,14 +20,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sandbag import seeds as seeds_mod
 from sandbag.data import answer_alphabet, answer_weights, sequences
 from sandbag.decode import answers_of
-from sandbag.population import Population, concat
+from sandbag.population import Population, concat, on_host
 from sandbag.redteam.adaptive import OBJECTIVES
 from sandbag.redteam.strategies import (
     PER_QUESTION,
@@ -133,7 +131,7 @@ def _train(cfg, task, red, trigger, zoo, names, seeds, starts) -> Population:
         spec["stop"] = {"every": o.stop_every, "tolerance": o.stop_tolerance, "items": o.stop_items}
     start_of = {s: starts[j] for j, s in enumerate(seeds)}
     picks = np.asarray([start_of[s] for _, s in members])
-    start = jax.tree.map(lambda x: jnp.asarray(x)[picks], red.ceilings.params)
+    start = on_host(lambda x: x[picks], red.ceilings.params)
 
     def situation(j, items, rng):
         if standalone:  # nothing of the weak model or judge may reach these targets
