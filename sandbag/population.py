@@ -29,7 +29,7 @@ def each_member(fn, params) -> np.ndarray:
     on one member at a time (a population of one) and the results are joined, so its programs
     have one shape whatever the population's size: members run one after another there anyway
     (``over_members``), and a smoke gap sweep compiled 35 greedy decoders for 4 architectures,
-    one per member count. Elsewhere one call over the whole population."""
+    one per member count and row count, 11 since. Elsewhere one call over the whole population."""
     if jax.default_backend() != "cpu":
         return np.asarray(fn(params))
     n = jax.tree.leaves(params)[0].shape[0]
