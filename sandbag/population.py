@@ -30,9 +30,9 @@ def each_member(fn, params) -> np.ndarray:
     have one shape whatever the population's size: members run one after another there anyway
     (``over_members``), and a smoke gap sweep compiled 35 greedy decoders for 4 architectures,
     one per member count and row count, 11 since. Elsewhere one call over the whole population."""
-    if jax.default_backend() != "cpu":
-        return np.asarray(fn(params))
     n = jax.tree.leaves(params)[0].shape[0]
+    if jax.default_backend() != "cpu" or n == 0:
+        return np.asarray(fn(params))
     return np.concatenate([np.asarray(fn(member(params, i))) for i in range(n)])
 
 
