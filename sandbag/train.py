@@ -81,7 +81,7 @@ def make_optimizer(clip: float = 1.0, weight_decay: float = 0.01) -> optax.Gradi
 
 @partial(jax.jit, static_argnames=("tx",))
 def _init_optimizer(params, tx):
-    """Every member's optimizer state in one program (eagerly, one program per leaf shape)."""
+    """Every member's optimizer state in one program (done eagerly, it compiled one per leaf shape)."""
     return jax.vmap(tx.init)(params)
 
 
