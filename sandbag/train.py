@@ -236,10 +236,10 @@ def train(
         checked = on_eval is not None and step // eval_every > (step - n) // eval_every
         if checked:
             everyone = whole(params)
-            stop = np.asarray(on_eval(step, everyone), bool)
-            if stop.all() if stop.ndim == 0 else stop[active].all():
+            stop = np.broadcast_to(np.asarray(on_eval(step, everyone), bool), (n_members,))
+            if stop[active].all():
                 break
-            if stop.ndim and stop[active].any():  # these members stop, the others go on without them
+            if stop[active].any():  # these members stop, the others go on without them
                 if progress is not None:
                     raise ValueError(f"{desc}: members cannot stop one by one in a run that checkpoints")
                 stopped = jax.device_get(everyone)
