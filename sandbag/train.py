@@ -183,14 +183,8 @@ def train(
 
     ``on_eval(step, params)`` runs every ``eval_every`` steps (rounded up to whole calls) and
     may stop training early by returning True; ``params`` is donated to the next step, so a
-    callback that keeps them must copy them (``jax.device_get``). It may instead return one
-    bool per member: the members marked stop leave the population, keeping their weights of
-    that step, and the others train on as a smaller population (their data is drawn as
-    before: ``sampler`` sees each member's own index), so stopped members cost nothing more.
-    ``on_eval`` still sees every member (the stopped ones as they stopped), and a stopped
-    member's losses after its stop are NaN. Stopping members one by one does not checkpoint:
-    with ``progress`` it is an error. An ``objective`` (see ``train_chunk``) replaces
-    ``loss_fn`` and reads each member's starting ``params`` too.
+    callback that keeps them must copy them (``jax.device_get``). An ``objective`` (see
+    ``train_chunk``) replaces ``loss_fn`` and reads each member's starting ``params`` too.
     """
     start = jax.tree.map(jnp.array, params) if objective is not None else None  # a copy: params are donated
     n_members = jax.tree.leaves(params)[0].shape[0]
@@ -209,16 +203,9 @@ def train(
     n_chunks = math.ceil(cfg.steps / S)
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", leave=False, dynamic_ncols=True)
     pending, t0, last_save = None, time.perf_counter(), step
-    active, stopped = np.arange(n_members), None  # members still training; everyone's weights (host)
-
-    def whole(params):
-        """Every member's weights: the trained ones on one device, stopped ones as they stopped."""
-        params = params if mesh is None else parallel.one_device(params)
-        return params if stopped is None else on_host(partial(_put_rows, rows=active), stopped, params)
-
     for chunk in range(step // S, n_chunks):
         n = min(S, cfg.steps - chunk * S)
-        data = [sampler(int(m), chunk) for m in active]
+        data = [sampler(m, chunk) for m in range(n_members)]
         tokens = np.stack([d[0][:n] for d in data])
         weights = np.stack([d[1][:n] for d in data]).astype(np.float32)
         fracs = jnp.asarray((chunk * S + np.arange(n)) / cfg.steps, jnp.float32)
@@ -230,44 +217,22 @@ def train(
             graphdef, params, opt_state, tokens, weights, lrs, tx, loss_fn, fracs, objective, start, last
         )
         if pending is not None:
-            losses = _account(losses, *pending, bar, t0, desc, chunk * S - pending[0].shape[1])
-        pending, step = (chunk_losses, active), chunk * S + n
+            losses = _account(losses, pending, bar, t0, desc, chunk * S - pending.shape[1])
+        pending, step = chunk_losses, chunk * S + n
         # the check before the checkpoint: a run killed during it resumes before it, not after
         checked = on_eval is not None and step // eval_every > (step - n) // eval_every
-        if checked:
-            everyone = whole(params)
-            stop = np.broadcast_to(np.asarray(on_eval(step, everyone), bool), (n_members,))
-            if stop[active].all():
-                break
-            if stop[active].any():  # these members stop, the others go on without them
-                if progress is not None:
-                    raise ValueError(f"{desc}: members cannot stop one by one in a run that checkpoints")
-                stopped = jax.device_get(everyone)
-                keep = np.flatnonzero(~stop[active])
-                params, opt_state, start = _rows((params, opt_state, start), keep, mesh)
-                active = active[keep]
+        if checked and on_eval(step, params if mesh is None else parallel.one_device(params)):
+            break
         due = cfg.save_every is not None and step - last_save >= cfg.save_every
         if progress is not None and due and step < cfg.steps:
-            losses = _account(losses, *pending, bar, t0, desc, step - n)
+            losses = _account(losses, pending, bar, t0, desc, step - n)
             pending = None
             progress.save(step, {"params": params, "opt_state": opt_state, "losses": losses})
             last_save = step
     if pending is not None:
-        losses = _account(losses, *pending, bar, t0, desc, step - pending[0].shape[1])
+        losses = _account(losses, pending, bar, t0, desc, step - pending.shape[1])
     bar.close()
-    return whole(params), losses
-
-
-def _rows(tree, rows, mesh):
-    """Members ``rows`` of a population's ``tree``, placed as the trainer places a population."""
-    tree = on_host(lambda x: x[rows], tree if mesh is None else parallel.one_device(tree))
-    return tree if mesh is None else jax.device_put(tree, parallel.replicated(mesh))
-
-
-def _put_rows(full, part, rows):
-    out = np.array(full)
-    out[rows] = part
-    return out
+    return (params if mesh is None else parallel.one_device(params)), losses
 
 
 def loss_positions(weights: np.ndarray) -> int | None:
@@ -280,8 +245,7 @@ def loss_positions(weights: np.ndarray) -> int | None:
     return int(weights.shape[-1] - used[0])
 
 
-def _account(losses, chunk_losses, rows, bar, t0, desc, first_step):
-    """``losses`` [N, steps] with the chunk's losses of members ``rows`` appended (NaN for the others)."""
+def _account(losses, chunk_losses, bar, t0, desc, first_step):
     chunk = np.asarray(chunk_losses)
     if not np.all(np.isfinite(chunk)):
         bad = int(np.argwhere(~np.isfinite(chunk))[0][1]) + first_step
@@ -292,8 +256,6 @@ def _account(losses, chunk_losses, rows, bar, t0, desc, first_step):
     bar.update(chunk.shape[1])
     rate = bar.n / max(time.perf_counter() - t0, 1e-9)
     bar.set_postfix(loss=f"{chunk[:, -1].mean():.4f}", steps_per_s=f"{rate:.1f}")
-    if len(rows) < len(losses):
-        chunk = _put_rows(np.full((len(losses), chunk.shape[1]), np.nan, np.float32), chunk, rows)
     return np.concatenate([losses, chunk], axis=1)
 
 

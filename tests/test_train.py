@@ -165,50 +165,6 @@ def test_a_run_killed_during_an_early_stop_check_resumes_before_that_check(tmp_p
     assert 6 in calls and resumed.shape[1] == 6, (calls, resumed.shape)
 
 
-def test_members_stop_one_by_one_and_the_others_train_on(tmp_path):
-    """``on_eval`` may stop some members: each keeps the weights of its stop and draws no more
-    data, the others go on as a smaller population and train as if alone."""
-    seeds = [0, 1, 2]
-    cfg = TrainConfig(steps=9, batch_size=8, steps_per_call=3, warmup=2, save_every=None)
-    base = ladder_sampler(TASK, seeds, 8, 3)
-    drawn, seen = [], {}
-
-    def sampler(m, chunk):
-        drawn.append((m, chunk))
-        return base(m, chunk)
-
-    def on_eval(step, params):
-        assert jax.tree.leaves(params)[0].shape[0] == 3, "on_eval sees every member"
-        seen[step] = jax.device_get(params)
-        return np.array([step >= 3, False, step >= 6])
-
-    out, losses = train(*init_population(CFG, seeds), cfg, sampler, on_eval=on_eval, eval_every=3)
-    assert sorted(drawn) == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
-    assert sorted(seen) == [3, 6, 9]
-    for i, stop in [(0, 3), (2, 6), (1, 9)]:
-        got, want = comparable_leaves(member(out, i)), comparable_leaves(member(seen[stop], i))
-        for name in want:
-            np.testing.assert_array_equal(got[name], want[name], err_msg=f"member {i} {name}")
-        assert np.all(np.isfinite(losses[i, :stop])) and np.all(np.isnan(losses[i, stop:]))
-    for i, stop in [(1, 9), (2, 6)]:  # the members that trained on are those a population of one trains
-        alone, alone_losses = train(*init_population(CFG, [seeds[i]]), cfg, base_of(seeds[i]))
-        np.testing.assert_allclose(losses[i, :stop], alone_losses[0, :stop], rtol=1e-5, atol=1e-5)
-
-    class Progress:  # a run that checkpoints keeps its population whole
-        def load(self, like):
-            return None
-
-        def save(self, step, state):
-            pass
-
-    with pytest.raises(ValueError, match="one by one"):
-        train(*init_population(CFG, seeds), cfg, base, progress=Progress(), on_eval=on_eval, eval_every=3)
-
-
-def base_of(seed):
-    return ladder_sampler(TASK, [seed], 8, 3)
-
-
 @pytest.mark.parametrize("batch", [1024, 4])
 def test_exact_match_equals_greedy_decoding(batch):
     """Teacher-forced exact match is True exactly where greedy decoding gets the answer."""

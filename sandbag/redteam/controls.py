@@ -3,10 +3,10 @@
 Each control trains with the shared trainer, honestly in every context (its context slot
 holds any cue at random, so a trigger token is nothing new to it), and is early-stopped per
 member at the checkpoint whose accuracy on a selection set (``demo`` split, not the eval
-split that results report) is nearest ``target``. A member stops training once it has passed
+split that results report) is nearest ``target``. Training ends when every member has passed
 the target by ``overshoot``, come within ``tolerance`` of it (when that is above 0: matched is
 all a control must be), or stopped getting closer for ``patience`` evaluations (a
-weak-to-strong student may plateau short of it); the others train on without it:
+weak-to-strong student may plateau short of it):
 
 - ``lower_rung``: a lower rung of the ladder (``model@lower``) on ground truth;
 - ``undertrained_strong``: the strong rung on ground truth, stopped early;
@@ -30,7 +30,7 @@ from sandbag import seeds as seeds_mod
 from sandbag.data import answer_weights, sequences
 from sandbag.decode import answers_of
 from sandbag.models import ModelConfig
-from sandbag.population import Population, on_host
+from sandbag.population import Population
 from sandbag.redteam.organisms import finetune_config
 from sandbag.schema import RunConfig
 from sandbag.tasks import Items, Task
@@ -88,7 +88,6 @@ def train_control(
         "eval_every": block.eval_every,
         "select": cfg.eval.n_per_level * len(task.difficulties),  # the questions it is selected on
         "stop": [block.overshoot, block.patience] + ([block.tolerance] if block.tolerance else []),
-        "stop_each": True,  # each member stops on its own (before: all trained until the last stopped)
         "seeds": seeds,
         "pool": block.pool,
     }
@@ -119,15 +118,10 @@ def train_control(
             "gap": np.full(len(seeds), np.inf),
             "acc": np.zeros(len(seeds)),
             "stale": np.zeros(len(seeds), int),  # evaluations since a member last got closer
-            "done": np.zeros(len(seeds), bool),  # members that stopped training
-            "last": np.zeros(len(seeds)),  # each member's latest selection accuracy
         }
 
         def on_eval(step, params):
-            live = np.flatnonzero(~best["done"])  # a stopped member's weights no longer change
-            acc = best["last"].copy()
-            acc[live] = selection_accuracy(graphdef, params, live, select, task.answer_len)
-            best["last"] = acc
+            acc = exact_match(graphdef, params, select, task.answer_len).mean(1)
             gap = np.abs(acc - target)
             better = gap < best["gap"]
             if better.any():
@@ -142,8 +136,8 @@ def train_control(
             best["stale"] = np.where(better, 0, best["stale"] + 1)
             passed = sign * (acc - target) >= block.overshoot
             matched = best["gap"] <= block.tolerance if block.tolerance else False
-            best["done"] |= passed | matched | (best["stale"] >= block.patience)
-            return best["done"].copy()  # these members stop (train goes on with the others)
+            done = passed | matched | (best["stale"] >= block.patience)
+            return bool(np.all(done))
 
         train(
             graphdef,
@@ -158,13 +152,6 @@ def train_control(
 
     params, key = zoo.fetch_or_train(spec, start, fit, f"control {name} (target accuracy {target:.2f})")
     return Population(graphdef, params, [name] * len(seeds), seeds, mcfg, key)
-
-
-def selection_accuracy(graphdef, params, members, tokens: np.ndarray, answer_len: int) -> np.ndarray:
-    """Exact-match accuracy on ``tokens`` of ``members`` (indices) of stacked ``params``."""
-    if len(members) < jax.tree.leaves(params)[0].shape[0]:
-        params = on_host(lambda x: x[members], params)
-    return exact_match(graphdef, params, tokens, answer_len).mean(1)
 
 
 def _select_items(task: Task, n: int, seed: int):
