@@ -186,7 +186,7 @@ def train(
     callback that keeps them must copy them (``jax.device_get``). An ``objective`` (see
     ``train_chunk``) replaces ``loss_fn`` and reads each member's starting ``params`` too.
     """
-    start = jax.tree.map(jnp.array, params) if objective is not None else None  # a copy: params are donated
+    start = on_host(np.array, params) if objective is not None else None  # a copy: params are donated
     n_members = jax.tree.leaves(params)[0].shape[0]
     tx = optimizer_of(cfg)
     opt_state = _init_optimizer(params, tx)

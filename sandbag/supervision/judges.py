@@ -35,7 +35,7 @@ from flax import nnx
 from sandbag import seeds
 from sandbag.data import answer_alphabet, eval_items, padded_map
 from sandbag.decode import prompts_of
-from sandbag.population import member
+from sandbag.population import member, on_host
 from sandbag.registry import Registry
 from sandbag.supervision.weak import realistic_errors, weak_answers
 from sandbag.tasks import Items, Task
@@ -173,9 +173,9 @@ class Verifier(Judge):
             "train": asdict(tcfg),
             "pool": cfg.pool,
         }
-        # A copy: ``train`` donates its input, and member 0 of a one-member rung is the rung's
-        # own arrays (a full slice), which the weak supervisor still needs.
-        start = jax.tree.map(jnp.copy, member(weak.params))
+        # Member 0, copied on the host: ``train`` donates its input, and the weak supervisor
+        # still needs the rung's own arrays.
+        start = on_host(lambda x: np.array(x[:1]), weak.params)
         self.params, _ = zoo.fetch_or_train(
             spec, start, lambda progress: self._fit(start, tcfg, progress), "verifier"
         )
