@@ -17,7 +17,8 @@ Several hosts: call ``jax.distributed.initialize()`` on every host before anythi
 touches JAX (``python -m sandbag.run ... distributed=true`` does it first thing). Then
 ``jax.devices()`` spans every host's devices and the same mesh shards across them. Every
 host runs the same program and draws the same batch (samplers are deterministic in
-(member, chunk)) and copies only the slices that belong to its own devices.
+(member, chunk)) and copies only the slices that belong to its own devices. Process 0 alone
+reads and writes the zoo (sandbag/zoo.py) and the job's outputs (sandbag/run.py).
 """
 
 from __future__ import annotations

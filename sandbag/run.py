@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,18 +93,40 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the experiment named by ``cfg.experiment`` and write its outputs into ``out_dir``."""
     use_cpu_devices(cfg.get("cpu_devices", "auto"), cfg.train.batch_size)
     if cfg.get("distributed"):
-        import jax
-
-        # Before anything else touches JAX: jax.devices() then spans every host (sandbag/parallel.py).
-        jax.distributed.initialize()
+        start_distributed()
     use_compile_cache(cfg.zoo.get("compile_cache"))
+    if not primary_process():  # every process computes the same: the job's outputs are process 0's
+        with tempfile.TemporaryDirectory(prefix="sandbag-process-") as tmp:
+            return _execute(cfg, Path(tmp), {"name": "none"})
+    return _execute(cfg, out_dir, OmegaConf.to_container(cfg.logger, resolve=True))
+
+
+def start_distributed() -> None:
+    """``jax.distributed.initialize()``, once per process (a multirun's later jobs reuse it),
+    before anything else touches JAX: ``jax.devices()`` then spans every host
+    (sandbag/parallel.py) and the zoo is read and written by process 0 (sandbag/zoo.py)."""
+    import jax
+
+    global _distributed
+    if not _distributed:
+        jax.distributed.initialize()
+        _distributed = True
+
+
+_distributed = False
+
+
+def primary_process() -> bool:
+    """Process 0 of a multi-process run, or the only process."""
+    import jax
+
+    return not _distributed or jax.process_index() == 0
+
+
+def _execute(cfg: DictConfig, out_dir: Path, logger: dict) -> dict:
     run_cfg, task = config_mod.load(cfg)
     zoo = Zoo(cfg.zoo.dir)
-    tracker = make_tracker(
-        OmegaConf.to_container(cfg.logger, resolve=True),
-        OmegaConf.to_container(cfg, resolve=True),
-        str(out_dir),
-    )
+    tracker = make_tracker(logger, OmegaConf.to_container(cfg, resolve=True), str(out_dir))
     with tracker:
         t0 = time.perf_counter()
         metrics = pipelines.EXPERIMENTS[run_cfg.experiment](run_cfg, task, zoo, out_dir)
@@ -128,7 +151,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     except TrainingDiverged as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         sys.exit(1)
-    log.info("outputs in %s", out_dir)
+    if primary_process():
+        log.info("outputs in %s", out_dir)
 
 
 def _keep_ctrl_c(unraisable) -> None:

@@ -9,7 +9,9 @@ so a damaged entry costs one log line, not a reader's stack of errors. While tra
 periodic checkpoints under ``progress/`` let a killed run resume where it stopped. A file
 lock per entry keeps concurrent runs from training the same model twice at once; a run that
 waits for another says whom it waits for. Complete entries are read without the lock, so a
-read-only or shared zoo serves every model it holds; it refuses only to train.
+read-only or shared zoo serves every model it holds; it refuses only to train. In a run of
+several processes (``distributed=true``) process 0 alone reads, locks and writes the zoo and
+broadcasts what it loads; the others train with it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import os
 import shutil
 import socket
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 FORMAT = 1  # bump when a change to the code changes what a given spec trains
 log = logging.getLogger(__name__)
@@ -74,12 +77,21 @@ def digest(tree) -> str:
     return h.hexdigest()
 
 
+def _checkpointer() -> ocp.StandardCheckpointer:
+    """Orbax for this process alone: a zoo entry is written and read by one process (in a
+    multi-process run, process 0), so no other is waited for."""
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    )
+
+
 def _save_tree(path: Path, tree) -> None:
     """Write ``tree``'s leaves to ``path`` atomically (tmp dir, then rename)."""
     leaves = {f"l{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(tree))}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = _checkpointer()
     ckptr.save(tmp.absolute(), leaves)
     ckptr.wait_until_finished()
     ckptr.close()
@@ -95,7 +107,7 @@ def _load_tree(path: Path, like):
         )
         for i, x in enumerate(leaves)
     }
-    with ocp.StandardCheckpointer() as ckptr:
+    with _checkpointer() as ckptr:
         restored = ckptr.restore(path.absolute(), abstract)
     return jax.tree.unflatten(treedef, [np.asarray(restored[k]) for k in sorted(restored)])
 
@@ -224,6 +236,27 @@ class _Progress:
         return None
 
 
+class _SharedProgress:
+    """Process 0's training checkpoints, for every process of a multi-process run: process 0
+    alone saves them, and a resumed training starts every process from what it loads."""
+
+    def __init__(self, progress: _Progress):
+        self.progress = progress
+        self.primary = jax.process_index() == 0
+
+    def save(self, step: int, state) -> None:
+        if self.primary:
+            self.progress.save(step, state)
+
+    def load(self, like):
+        got = self.progress.load(like) if self.primary else None
+        step = int(multihost_utils.broadcast_one_to_all(np.int32(-1 if got is None else got[0])))
+        if step < 0:
+            return None
+        state = got[1] if self.primary else _with_losses(like, step)
+        return step, multihost_utils.broadcast_one_to_all(state)
+
+
 def _with_losses(like, step: int):
     """The trainer stores the loss history beside the state; its shape follows the step."""
     n_members = jax.tree.leaves(like)[0].shape[0]
@@ -270,13 +303,12 @@ class Zoo:
         zoo serves what it holds); training holds the entry's lock, so concurrent runs wait for
         one another instead of training the same model twice.
         """
+        if jax.process_count() > 1:
+            return self._fetch_or_train_together(spec, like, train_fn, what)
         entry = self.entry(spec)
         got = entry.load(like, repair=False) if entry.complete else None
         if got is None and not self.writable:
-            raise ZooError(
-                f"zoo.dir {str(self.root)!r} is read-only and has no complete entry for {what}; "
-                "point zoo.dir at a writable directory"
-            )
+            raise self._read_only(what)
         if got is None:
             with entry.lock(what):
                 got = entry.load(like)  # another run may have saved it while this one waited
@@ -289,6 +321,43 @@ class Zoo:
         log.info("%s: reused from zoo entry %s", what, entry.key)
         self.reused.append(entry.key)
         return got[0], entry.key
+
+    def _fetch_or_train_together(self, spec: dict, like, train_fn, what: str):
+        """``fetch_or_train`` in a run of several processes (``distributed=true``): process 0
+        alone reads, locks and writes the zoo, and sends the others its verdict and what it
+        loaded; a model to train, all of them train together. (If each took the entry's lock,
+        those waiting on a shared zoo would never join the training the holder waits for them
+        in; and the others' zoo directories need not hold anything.)"""
+        entry = self.entry(spec)
+        primary = jax.process_index() == 0
+        with ExitStack() as held:
+            got, verdict = None, "train"
+            if primary:
+                got = entry.load(like, repair=False) if entry.complete else None
+                if got is None and self.writable:
+                    held.enter_context(entry.lock(what))
+                    got = entry.load(like)
+                verdict = "load" if got is not None else "train" if self.writable else "fail"
+            codes = ("train", "load", "fail")
+            verdict = codes[int(multihost_utils.broadcast_one_to_all(np.int32(codes.index(verdict))))]
+            if verdict == "fail":
+                raise self._read_only(what)
+            if verdict == "load":
+                log.info("%s: reused from zoo entry %s", what, entry.key)
+                self.reused.append(entry.key)
+                return multihost_utils.broadcast_one_to_all(got[0] if primary else like), entry.key
+            log.info("%s: training (zoo entry %s)", what, entry.key)
+            tree, meta = train_fn(_SharedProgress(entry.progress))
+            if primary:
+                entry.save(tree, meta)
+            self.trained.append(entry.key)
+            return tree, entry.key
+
+    def _read_only(self, what: str) -> ZooError:
+        return ZooError(
+            f"zoo.dir {str(self.root)!r} is read-only and has no complete entry for {what}; "
+            "point zoo.dir at a writable directory"
+        )
 
     def entry(self, spec: dict) -> Entry:
         return Entry(self.root, spec)

@@ -170,6 +170,15 @@ def metrics_without_time(run_dir: Path) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
+def final_digests(zoo: Path) -> dict:
+    """{rung name: digest of its trained weights} for every entry in a zoo."""
+    out = {}
+    for d in zoo.iterdir():
+        spec, final = (json.loads((d / name).read_text()) for name in ("spec.json", "final.json"))
+        out[spec["model"]["name"]] = final["digest"]
+    return out
+
+
 def log_of(proc: subprocess.CompletedProcess, run_dir: Path) -> str:
     """Everything a run logged: its stdout, stderr and Hydra's log file."""
     files = "".join(p.read_text() for p in run_dir.glob("*.log")) if run_dir.exists() else ""

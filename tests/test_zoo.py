@@ -14,7 +14,17 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import SMALL_RUNGS, SMOKE, finish, log_of, metrics_without_time, results_of, run_cli, start_cli
+from conftest import (
+    SMALL_RUNGS,
+    SMOKE,
+    final_digests,
+    finish,
+    log_of,
+    metrics_without_time,
+    results_of,
+    run_cli,
+    start_cli,
+)
 from flax import nnx
 
 from sandbag.models import ModelConfig, Transformer
@@ -192,16 +202,6 @@ def test_the_entry_lock_is_exclusive(tmp_path):
 RESUME = [*SMOKE, *SMALL_RUNGS, "train.steps=200", "train.steps_per_call=10", "train.save_every=20"]
 
 
-def _final_digests(zoo) -> dict:
-    """{rung name: digest of its trained weights} for every entry in a zoo."""
-    out = {}
-    for d in zoo.iterdir():
-        spec, final = (json.loads((d / name).read_text()) for name in ("spec.json", "final.json"))
-        out[spec["model"]["name"]] = final["digest"]
-    return out
-
-
-@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
     zoo = tmp_path / "zoo"
     clean = start_cli(RESUME, tmp_path / "c", tmp_path / "zoo2")  # the uninterrupted reference, meanwhile
@@ -233,7 +233,7 @@ def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
     assert "resuming" not in log_of(clean, tmp_path / "c")
     assert metrics_without_time(tmp_path / "b") == metrics_without_time(tmp_path / "c")
     # Stronger than the metrics (which are near zero at smoke scale): bit-identical weights.
-    assert _final_digests(zoo) == _final_digests(tmp_path / "zoo2")
+    assert final_digests(zoo) == final_digests(tmp_path / "zoo2")
 
 
 @pytest.mark.slow

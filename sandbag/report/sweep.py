@@ -267,6 +267,10 @@ class GapReport(Callback):
     """Hydra callback: when a multirun ends, aggregate its jobs into the sweep directory."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        import jax
+
+        if jax.process_index() > 0:  # a multi-process run: process 0 writes the jobs' outputs
+            return
         try:
             path = write_report(config.hydra.sweep.dir)
         except ValueError as e:  # a sweep directory reused by another sweep: the jobs' own results stand
