@@ -109,7 +109,13 @@ def start_distributed() -> None:
 
     global _distributed
     if not _distributed:
-        jax.distributed.initialize()
+        try:
+            jax.distributed.initialize()
+        except ValueError as e:  # no coordinator, process count or id: not started as a cluster's job
+            raise ConfigError(
+                f"distributed=true, but JAX found no cluster to join ({e}): start every process "
+                "under Slurm (srun), Open MPI (mpirun) or Kubernetes, or leave distributed=false"
+            ) from None
         _distributed = True
 
 

@@ -121,3 +121,30 @@ def test_two_processes_share_one_zoo_resume_together_and_train_what_one_process_
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "training (zoo entry" not in log_of(proc, run_dir)
     assert metrics_without_time(tmp_path / "b0") == metrics_without_time(tmp_path / "one")
+
+
+def test_distributed_outside_a_cluster_is_one_clear_error(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "KUBERNETES_"))
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sandbag.run",
+            *SMOKE,
+            "distributed=true",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        env={**env, "SANDBAG_ZOO": str(tmp_path / "zoo")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "distributed=true, but JAX found no cluster" in proc.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
