@@ -26,8 +26,8 @@ SLURM_PORTS = 65535 - 2**12 + 1  # JAX's Slurm cluster: coordinator port = job i
 
 
 def _free_job_id() -> str:
-    """A Slurm job id whose coordinator port is free now (each start gets its own): the port
-    range JAX maps job ids to lies above the kernel's ephemeral ports, so try it directly."""
+    """A Slurm job id whose coordinator port is free now (each start gets its own). JAX maps
+    job ids to ports above Linux's default ephemeral range, so the ports are tried directly."""
     first = random.randrange(2**12)
     for offset in range(2**12):
         job = (first + offset) % 2**12
