@@ -9,8 +9,8 @@ import os
 os.environ["JAX_PLATFORMS"] = "cpu"
 # Tests compile more than they compute (scale=smoke): the backend's optimisation level 0
 # compiles faster and its programs run slower (the suite from an empty compile cache: 488 s
-# at level 0, 555 s at the default; REPORT.md). A smoke sweep, which computes more than it
-# compiles, runs faster at the default level.
+# at level 0, 555 s at the default; REPORT.md). A smoke sweep, which computes about as long
+# as it compiles, runs faster at the default level.
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
 )

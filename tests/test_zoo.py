@@ -202,6 +202,7 @@ def test_the_entry_lock_is_exclusive(tmp_path):
 RESUME = [*SMOKE, *SMALL_RUNGS, "train.steps=200", "train.steps_per_call=10", "train.save_every=20"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
     zoo = tmp_path / "zoo"
     clean = start_cli(RESUME, tmp_path / "c", tmp_path / "zoo2")  # the uninterrupted reference, meanwhile
