@@ -126,7 +126,7 @@ def primary_process() -> bool:
     """Process 0 of a multi-process run, or the only process."""
     import jax
 
-    return not _distributed or jax.process_index() == 0
+    return jax.process_index() == 0
 
 
 def _execute(cfg: DictConfig, out_dir: Path, logger: dict) -> dict:

@@ -115,10 +115,11 @@ def copy3_module(tmp_path):
 
 
 def run_cli(
-    args: list[str], run_dir: Path, zoo: Path, *, timeout: float = 300
+    args: list[str], run_dir: Path, zoo: Path, *, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """``python -m sandbag.run ARGS hydra.run.dir=RUN_DIR`` with ``SANDBAG_ZOO=ZOO``."""
-    env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
+    """``python -m sandbag.run ARGS hydra.run.dir=RUN_DIR`` with ``SANDBAG_ZOO=ZOO``, in ``env``
+    (default: this process's environment)."""
+    env = {**(os.environ if env is None else env), "SANDBAG_ZOO": str(zoo)}
     return subprocess.run(
         [sys.executable, "-m", "sandbag.run", *args, f"hydra.run.dir={run_dir}"],
         env=env,
@@ -138,9 +139,9 @@ RUN_WITH_SIGINT = (
 )
 
 
-def start_cli(args: list[str], run_dir: Path, zoo: Path) -> subprocess.Popen:
+def start_cli(args: list[str], run_dir: Path, zoo: Path, *, env: dict | None = None) -> subprocess.Popen:
     """The command of ``run_cli`` (SIGINT as a user's Ctrl-C sends it), started in the background."""
-    env = {**os.environ, "SANDBAG_ZOO": str(zoo)}
+    env = {**(os.environ if env is None else env), "SANDBAG_ZOO": str(zoo)}
     return subprocess.Popen(
         [sys.executable, "-c", RUN_WITH_SIGINT, *args, f"hydra.run.dir={run_dir}"],
         env=env,

@@ -6,18 +6,18 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 from conftest import (
-    RUN_WITH_SIGINT,
     SMALL_RUNGS,
     SMOKE,
     final_digests,
+    finish,
     log_of,
     metrics_without_time,
     run_cli,
+    start_cli,
 )
 
 # Long enough to be killed between its checkpoints (as tests/test_zoo.py's killed run).
@@ -43,43 +43,33 @@ def _free_job_id() -> str:
 def start_job(run_dirs, zoo) -> list[subprocess.Popen]:
     """``python -m sandbag.run RUN distributed=true`` as the two tasks of one Slurm job step."""
     job = _free_job_id()
-    procs = []
-    for i, run_dir in enumerate(run_dirs):
-        env = {
-            **os.environ,
-            "SANDBAG_ZOO": str(zoo),
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0",
-            "SLURM_JOB_ID": job,
-            "SLURM_STEP_NODELIST": "localhost",
-            "SLURM_NTASKS": "2",
-            "SLURM_PROCID": str(i),
-            "SLURM_LOCALID": "0",
-        }
-        args = [*RUN, "distributed=true", f"hydra.run.dir={run_dir}"]
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", RUN_WITH_SIGINT, *args],
-                env=env,
-                cwd=run_dir.parent,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+    return [
+        start_cli(
+            [*RUN, "distributed=true"],
+            run_dir,
+            zoo,
+            env={
+                **os.environ,
+                "XLA_FLAGS": "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0",
+                "SLURM_JOB_ID": job,
+                "SLURM_STEP_NODELIST": "localhost",
+                "SLURM_NTASKS": "2",
+                "SLURM_PROCID": str(i),
+                "SLURM_LOCALID": "0",
+            },
         )
-    return procs
+        for i, run_dir in enumerate(run_dirs)
+    ]
 
 
-def finish_job(procs, timeout: float = 300) -> list[subprocess.CompletedProcess]:
-    done = []
+def finish_job(procs) -> list[subprocess.CompletedProcess]:
+    """Both tasks' results; neither is left running, whatever happens."""
     try:
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+        return [finish(p) for p in procs]
     finally:
         for p in procs:
             p.kill()
             p.communicate()
-    return done
 
 
 @pytest.mark.slow
@@ -129,21 +119,7 @@ def test_distributed_outside_a_cluster_is_one_clear_error(tmp_path):
         for k, v in os.environ.items()
         if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "KUBERNETES_"))
     }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sandbag.run",
-            *SMOKE,
-            "distributed=true",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        env={**env, "SANDBAG_ZOO": str(tmp_path / "zoo")},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli([*SMOKE, "distributed=true"], tmp_path / "run", tmp_path / "zoo", timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert "distributed=true, but JAX found no cluster" in proc.stderr
