@@ -40,6 +40,12 @@ def data_mesh() -> Mesh | None:
     return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
 
 
+def primary_process() -> bool:
+    """Process 0 of a multi-process run (``distributed=true``), or the only process: the one
+    that reads and writes the zoo and the job's outputs."""
+    return jax.process_index() == 0
+
+
 def one_device(tree):
     """A replicated ``tree`` as plain arrays on the default device, like a model the zoo loads
     or a fresh initialisation: what the trainer returns and evaluates with. A program whose

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from sandbag import config as config_mod
 from sandbag import pipelines
 from sandbag.config import ConfigError
+from sandbag.parallel import primary_process
 from sandbag.tracking import make_tracker
 from sandbag.train import TrainingDiverged
 from sandbag.zoo import Zoo, ZooError
@@ -120,13 +121,6 @@ def start_distributed() -> None:
 
 
 _distributed = False
-
-
-def primary_process() -> bool:
-    """Process 0 of a multi-process run, or the only process."""
-    import jax
-
-    return jax.process_index() == 0
 
 
 def _execute(cfg: DictConfig, out_dir: Path, logger: dict) -> dict:

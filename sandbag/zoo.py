@@ -33,6 +33,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from sandbag.parallel import primary_process
+
 FORMAT = 1  # bump when a change to the code changes what a given spec trains
 log = logging.getLogger(__name__)
 
@@ -242,7 +244,7 @@ class _SharedProgress:
 
     def __init__(self, progress: _Progress):
         self.progress = progress
-        self.primary = jax.process_index() == 0
+        self.primary = primary_process()
 
     def save(self, step: int, state) -> None:
         if self.primary:
@@ -329,7 +331,7 @@ class Zoo:
         those waiting on a shared zoo would never join the training the holder waits for them
         in; and the others' zoo directories need not hold anything.)"""
         entry = self.entry(spec)
-        primary = jax.process_index() == 0
+        primary = primary_process()
         with ExitStack() as held:
             got, verdict = None, "train"
             if primary:

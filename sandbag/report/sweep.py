@@ -267,9 +267,9 @@ class GapReport(Callback):
     """Hydra callback: when a multirun ends, aggregate its jobs into the sweep directory."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        import jax
+        from sandbag.parallel import primary_process
 
-        if jax.process_index() > 0:  # a multi-process run: process 0 writes the jobs' outputs
+        if not primary_process():  # a multi-process run: process 0 writes the jobs' outputs
             return
         try:
             path = write_report(config.hydra.sweep.dir)
