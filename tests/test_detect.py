@@ -699,6 +699,14 @@ def test_combined_tolerates_a_detector_that_cannot_score_some_members():
     assert out.shape == (6,) and np.all(np.isfinite(out))
 
 
+def test_combined_names_its_cross_validation_scoring():
+    """scikit-learn 1.11 makes the log loss LogisticRegressionCV's default scoring (accuracy
+    before): left to the default, the combined detector would pick another regularisation
+    and move every combined score when the library is upgraded."""
+    model = make_detector("combined", {})._model(3)
+    assert model.get_params()["logisticregressioncv__scoring"] == "accuracy"
+
+
 # -- end to end ------------------------------------------------------------------------------------
 
 BAKEOFF = ["+experiment=detector_bakeoff", "scale=smoke", "logger=none", *SMALL_RUNGS, "bakeoff.seeds=2"]

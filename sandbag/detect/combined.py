@@ -18,18 +18,25 @@ class Combined(Detector):
 
     def combine(self, ref_scores: np.ndarray, ref_labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """ref_scores [R, D] with labels [R]; scores [M, D] -> suspicion [M]."""
+        folds = int(min(5, np.bincount(ref_labels.astype(int)).min()))
+        model = self._model(max(folds, 2))
+        with warnings.catch_warnings():  # sklearn's notices of defaults that change nothing here
+            warnings.simplefilter("ignore", FutureWarning)
+            model.fit(ref_scores, ref_labels)
+        return model.predict_proba(scores)[:, 1]
+
+    @staticmethod
+    def _model(folds: int):
         from sklearn.impute import SimpleImputer  # sklearn where it is used: sandbag/detect/game.py
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        folds = int(min(5, np.bincount(ref_labels.astype(int)).min()))
-        model = make_pipeline(
+        # The regularisation is the one that classifies held-out reference members best. The
+        # scoring is named: scikit-learn 1.11 makes the log loss the default, which would pick
+        # another regularisation and move every combined score without a word.
+        return make_pipeline(
             SimpleImputer(strategy="mean", keep_empty_features=True),
             StandardScaler(),
-            LogisticRegressionCV(cv=max(folds, 2), max_iter=5000),
+            LogisticRegressionCV(cv=folds, scoring="accuracy", max_iter=5000),
         )
-        with warnings.catch_warnings():  # sklearn's notices of changing defaults
-            warnings.simplefilter("ignore", FutureWarning)
-            model.fit(ref_scores, ref_labels)
-        return model.predict_proba(scores)[:, 1]
