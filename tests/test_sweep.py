@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TESTS_DIR
 from hydra import compose, initialize_config_dir
@@ -246,3 +248,19 @@ def test_the_smoke_gap_sweep_ends_with_a_report_over_its_gaps(tmp_path):
     assert reused > 0
     n_entries = sum(1 for d in zoo.iterdir() if (d / "final.json").exists())
     assert trained == n_entries
+
+
+def test_a_pair_whose_every_seed_is_nan_plots_as_nan_without_numpy_warnings():
+    rows = [
+        {"pair": "nano/medium", "gap": 0.6, "x": float("nan")},
+        {"pair": "nano/medium", "gap": 0.6, "x": float("nan")},
+        {"pair": "small/medium", "gap": 0.3, "x": 0.5},
+        {"pair": "small/medium", "gap": 0.3, "x": float("nan")},
+        {"pair": "small/medium", "gap": 0.3, "x": 0.7},
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" became an error
+        gap, mean, sd = sweep._by_pair(rows, "x")
+    assert list(gap) == [0.3, 0.6]
+    assert mean[0] == pytest.approx(0.6) and sd[0] == pytest.approx(0.1)
+    assert np.isnan(mean[1]) and np.isnan(sd[1])

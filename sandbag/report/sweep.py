@@ -140,7 +140,9 @@ def _by_pair(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.nda
     out = []
     for group in pairs.values():
         vals = np.array([r[key] for r in group], float)
-        out.append((np.mean([r["gap"] for r in group]), np.nanmean(vals), np.nanstd(vals)))
+        vals = vals[~np.isnan(vals)]  # a pair whose every seed is NaN is NaN, without numpy's warning
+        mean, sd = (vals.mean(), vals.std()) if vals.size else (np.nan, np.nan)
+        out.append((np.mean([r["gap"] for r in group]), mean, sd))
     out.sort()
     return tuple(np.array(x) for x in zip(*out)) if out else (np.array([]),) * 3
 
