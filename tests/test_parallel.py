@@ -164,6 +164,37 @@ def test_distributed_true_initializes_jax_before_the_experiment(tmp_path, monkey
     assert calls == ["experiment", "initialize", "experiment"]
 
 
+def test_only_process_0_starts_a_wandb_run_and_writes_the_jobs_outputs(tmp_path, monkeypatch):
+    """Under ``distributed=true`` every process runs the job: W&B would get one run per process
+    and the job's directory every process's results.json, were the others not routed away."""
+    import sandbag.run as run_mod
+    import sandbag.tracking as tracking_mod
+
+    wandb_runs, out_dirs = [], []
+    monkeypatch.setattr(
+        tracking_mod, "WandbTracker", lambda *a, **k: wandb_runs.append(a) or tracking_mod.NoTracker()
+    )
+    monkeypatch.setitem(
+        pipelines.EXPERIMENTS, "capability_ladder", lambda cfg, task, zoo, out: out_dirs.append(out) or {}
+    )
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["+experiment=capability_ladder", "logger=wandb", "logger.mode=offline"]
+        )
+    job = tmp_path / "job"
+    job.mkdir()
+
+    monkeypatch.setattr(run_mod, "primary_process", lambda: False)
+    execute(cfg, job)
+    assert wandb_runs == [] and out_dirs[-1] != job and not out_dirs[-1].exists()
+    assert list(job.iterdir()) == []
+
+    monkeypatch.setattr(run_mod, "primary_process", lambda: True)
+    execute(cfg, job)
+    assert len(wandb_runs) == 1 and out_dirs[-1] == job
+    assert (job / "results.json").exists()
+
+
 # What ``cpu_devices`` gives JAX, in a fresh process without a device count in XLA_FLAGS.
 DEVICES = r"""
 import json, sys
