@@ -408,6 +408,13 @@ def test_the_bakeoff_never_scores_a_reference_organism(monkeypatch, tmp_path, bl
     assert seen["weak_members"] == {1}, "the blue team sees its supervisor, not the red team's weak model"
     assert seen["seed"] == 3, "a detector's random draws follow the run's seed"
     assert not any(k.startswith("organism/honest_twin/") for k in metrics), "a twin is a control"
+    # Every organism here starts from the one scored ceiling: a strategy's two seeds are one
+    # cluster. The negatives: the twins (one cluster), the ceiling, each control seed its own.
+    b = cfg.bakeoff
+    n_pos, n_neg = len(cfg.strategy.names), 1 + 1 + len(b.controls) * b.control_seeds
+    assert metrics["bakeoff/n_organisms"] == n_pos * 2
+    assert (metrics["bakeoff/n_organism_clusters"], metrics["bakeoff/n_control_clusters"]) == (n_pos, n_neg)
+    assert metrics["detector/spy/n_eff"] == pytest.approx(2 * n_pos * n_neg / (n_pos + n_neg))
 
 
 # -- the game's statistics -----------------------------------------------------------------------

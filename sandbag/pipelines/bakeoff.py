@@ -145,6 +145,19 @@ def run(
             metrics[f"{p}/auroc/{strat}"] = auroc(x[keep], labels[keep])
     metrics["bakeoff/n_organisms"] = int(labels.sum())
     metrics["bakeoff/n_controls"] = int((labels == 0).sum())
+    # The independent evidence behind every interval: organisms of one ceiling and strategy are
+    # one cluster, whatever bakeoff.seeds, so only more scored ceilings add organism clusters.
+    n_pos, n_neg = (len(set(clusters[labels == v])) for v in (1, 0))
+    metrics["bakeoff/n_organism_clusters"], metrics["bakeoff/n_control_clusters"] = n_pos, n_neg
+    log.info(
+        "scored: %d organisms in %d clusters (ceiling x strategy), %d negatives in %d clusters: "
+        "n_eff at most %.1f; more scored ceilings (ladder_seeds) add organism clusters",
+        labels.sum(),
+        n_pos,
+        (labels == 0).sum(),
+        n_neg,
+        2 * n_pos * n_neg / max(n_pos + n_neg, 1),
+    )
     held_out = sorted(set(strategies) - set(b.reference_strategies))
     log.info("strategies held out of the reference population (transfer): %s", ", ".join(held_out) or "none")
     with timed(metrics, "reports"):
