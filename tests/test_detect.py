@@ -746,9 +746,15 @@ def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
     twins = len(b["triggers"]) * b["seeds"]
     ceilings = config["ladder_seeds"] - b["reference_ceilings"]
     assert metrics["bakeoff/n_controls"] == twins + ceilings + len(b["controls"]) * b["control_seeds"]
+    # Independent clusters: one per scored ceiling and strategy (each seed starts from a scored
+    # ceiling in turn), per twins' ceiling, per untouched ceiling, per control seed.
+    used = min(b["seeds"], ceilings)
+    n_pos, n_neg = len(strategies) * used, used + ceilings + len(b["controls"]) * b["control_seeds"]
+    assert (metrics["bakeoff/n_organism_clusters"], metrics["bakeoff/n_control_clusters"]) == (n_pos, n_neg)
     for name in detectors:
         p = f"detector/{name}"
         assert 0.0 < metrics[f"{p}/n_eff"] <= metrics["bakeoff/n_organisms"], name
+        assert metrics[f"{p}/n_eff"] <= 2 * n_pos * n_neg / (n_pos + n_neg) + 1e-9, name
         assert f"{p}/auroc_vs_twin" in metrics
     # Honesty: at smoke scale no organism has learned to sandbag (every accuracy is ~0), so a
     # probe that separates organisms from their twins perfectly would be reading where the
