@@ -156,7 +156,7 @@ def run(
         n_pos,
         (labels == 0).sum(),
         n_neg,
-        2 * n_pos * n_neg / max(n_pos + n_neg, 1),
+        effective_n(np.zeros(len(labels)), labels, clusters),  # a detector that scores every member
     )
     held_out = sorted(set(strategies) - set(b.reference_strategies))
     log.info("strategies held out of the reference population (transfer): %s", ", ".join(held_out) or "none")
