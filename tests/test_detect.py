@@ -754,7 +754,10 @@ def test_the_bakeoff_writes_every_metric_table_and_plot(tmp_path, zoo_dir):
     for name in detectors:
         p = f"detector/{name}"
         assert 0.0 < metrics[f"{p}/n_eff"] <= metrics["bakeoff/n_organisms"], name
-        assert metrics[f"{p}/n_eff"] <= 2 * n_pos * n_neg / (n_pos + n_neg) + 1e-9, name
+        bound = 2 * n_pos * n_neg / (n_pos + n_neg)  # every member scored: n_eff is this bound
+        assert metrics[f"{p}/n_eff"] <= bound + 1e-9, name
+        if metrics[f"{p}/n_scored"] == metrics["bakeoff/n_organisms"] + metrics["bakeoff/n_controls"]:
+            assert metrics[f"{p}/n_eff"] == pytest.approx(bound), name
         assert f"{p}/auroc_vs_twin" in metrics
     # Honesty: at smoke scale no organism has learned to sandbag (every accuracy is ~0), so a
     # probe that separates organisms from their twins perfectly would be reading where the
